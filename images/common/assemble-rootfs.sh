@@ -1,0 +1,102 @@
+#!/bin/sh
+# Assembles a distroless root filesystem in $ROOTFS from the Debian packages named as arguments.
+#
+# Runs inside a Debian build stage (never in the final image, which has no shell). Each package is
+# unpacked without running its maintainer scripts and recorded under var/lib/dpkg/status.d/, the
+# layout scanners (Trivy, Syft) read for OS packages in distroless images. Files nothing at run time
+# needs (docs, man pages, translations, test suites, extra tools) are pruned; the package records stay.
+set -eu
+
+: "${ROOTFS:?ROOTFS must name the directory to assemble}"
+debs=/var/cache/debs
+mkdir -p "$ROOTFS" "$debs" "$ROOTFS/var/lib/dpkg/status.d"
+
+apt-get update -qq
+# apt-get download refuses to overwrite a cached file it would fetch again: work in the cache mount.
+cd "$debs"
+apt-get download -qq "$@"
+
+for package in "$@"; do
+    deb=$(ls -t "${package}"_*.deb | head -n 1)
+    dpkg-deb --extract "$deb" "$ROOTFS"
+    {
+        dpkg-deb --field "$deb" Package Version Architecture Source Maintainer Installed-Size Depends Pre-Depends Multi-Arch Homepage Description
+        echo "Status: install ok installed"
+    } > "$ROOTFS/var/lib/dpkg/status.d/$package"
+    dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./md5sums > "$ROOTFS/var/lib/dpkg/status.d/$package.md5sums" 2>/dev/null || true
+done
+# Versions of packages fetched before an update would linger in the cache; keep only what was used.
+find "$debs" -name '*.deb' -mtime +30 -delete
+
+cd "$ROOTFS"
+# usr-merge: Debian 13 packages ship /usr/lib etc.; the top-level links must exist for the loader path.
+for dir in bin lib lib64 sbin; do
+    [ -e "$dir" ] || ln -s "usr/$dir" "$dir"
+done
+
+# Prune what no process of the image runs or reads.
+find usr/share/doc -mindepth 2 ! -name copyright -delete 2>/dev/null || true
+find usr/share/doc -mindepth 1 -type d -empty -delete 2>/dev/null || true
+rm -rf usr/share/man usr/share/info usr/share/lintian usr/share/locale usr/share/bug usr/share/gcc usr/share/gdb \
+    usr/lib/x86_64-linux-gnu/gconv usr/lib/systemd usr/lib/tmpfiles.d usr/lib/sysusers.d etc/init.d etc/logrotate.d \
+    etc/redis usr/libexec usr/share/doc-base usr/share/lintian usr/share/debconf etc/default \
+    usr/bin/redis-cli usr/bin/redis-benchmark usr/bin/redis-check-aof \
+    usr/lib/python3.13/test usr/lib/python3.13/idlelib usr/lib/python3.13/tkinter usr/lib/python3.13/turtledemo \
+    usr/lib/python3.13/ensurepip usr/lib/python3.13/lib2to3 usr/lib/python3.13/pydoc_data \
+    usr/lib/python3.13/venv usr/lib/python3.13/config-3.13-x86_64-linux-gnu usr/lib/python3.13/_pyrepl \
+    usr/lib/python3.13/unittest usr/lib/python3.13/__phello__
+rm -f usr/lib/python3.13/lib-dynload/_test*.so usr/lib/python3.13/lib-dynload/xx*.so \
+    usr/bin/pydoc3.13 usr/bin/pygettext3.13 usr/lib/python3.13/turtle.py \
+    usr/lib/python3.13/pydoc.py usr/lib/python3.13/doctest.py usr/lib/python3.13/_pydecimal.py \
+    usr/lib/x86_64-linux-gnu/libmvec.so.1
+find usr/lib/python3.13 -depth -name __pycache__ -exec rm -rf {} + 2>/dev/null || true
+
+# The non-root user of distroless images, and a world-writable /tmp for read-only deployments that mount none.
+mkdir -p etc home/nonroot tmp var/tmp
+cat > etc/passwd <<'PASSWD'
+root:x:0:0:root:/root:/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
+nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin
+PASSWD
+cat > etc/group <<'GROUP'
+root:x:0:
+nogroup:x:65534:
+nonroot:x:65532:
+GROUP
+echo "hosts: files dns" > etc/nsswitch.conf
+chown 65532:65532 home/nonroot
+chmod 1777 tmp var/tmp
+# The CA bundle of the Debian ca-certificates package, as its postinst would generate it.
+if [ -d usr/share/ca-certificates ]; then
+    mkdir -p etc/ssl/certs
+    find usr/share/ca-certificates -name '*.crt' | sort | xargs cat > etc/ssl/certs/ca-certificates.crt
+fi
+
+missing_libraries() {
+    head -c 4 "$1" | grep -q 'ELF' || return 0
+    # The loader lists what it resolves; it fails outright when a dependency cannot be found.
+    if ! report=$(chroot "$ROOTFS" /lib64/ld-linux-x86-64.so.2 --list "/$1" 2>&1); then
+        echo "$report" | grep -v 'not a dynamic executable' || true
+        return 0
+    fi
+    echo "$report" | grep 'not found' || true
+}
+# Optional stdlib extension modules (curses, dbm, readline, ...) whose library is not in the package list
+# are dropped: importing them fails cleanly, as it does on a Python built without them.
+for module in usr/lib/python3.13/lib-dynload/*.so; do
+    if [ -n "$(missing_libraries "$module")" ]; then
+        echo "assemble-rootfs: dropping $module (its library is not in the package list)"
+        rm -f "$module"
+    fi
+done
+# Any other binary that needs a library outside the closure fails the build.
+missing=$(find usr -type f \( -name '*.so*' -o -perm -u+x \) -print | while read -r file; do
+    missing_libraries "$file" | sed "s|^|$file: |"
+done)
+if [ -n "$missing" ]; then
+    echo "assemble-rootfs: shared libraries missing from the package list:" >&2
+    echo "$missing" >&2
+    exit 1
+fi
+# No setuid/setgid file may ship.
+find . -xdev -perm /6000 -type f -exec chmod ug-s {} +

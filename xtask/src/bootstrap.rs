@@ -1,0 +1,114 @@
+//! The Debian 13 base of the builder stages: pulled where a registry is reachable, otherwise built
+//! from the Debian archive with mmdebstrap, so that the pipeline also runs air-gapped.
+
+use anyhow::{bail, Context as _, Result};
+use xshell::cmd;
+
+use crate::context::Context;
+use crate::docker;
+
+/// The official image, used when the engine has it or can pull it.
+const OFFICIAL_BASE: &str = "debian:trixie";
+/// What `bootstrap` builds locally; never confused with the official image.
+pub const LOCAL_BASE: &str = "localhost/debian:trixie";
+const SUITE: &str = "trixie";
+
+#[derive(clap::Args)]
+pub struct BootstrapArgs {
+    /// Debian mirror to build from (default: the host's apt sources, else XTASK_DEBIAN_MIRROR).
+    #[arg(long)]
+    mirror: Option<String>,
+    /// Build the local base again even when the engine has it.
+    #[arg(long)]
+    force: bool,
+}
+
+/// `cargo xtask bootstrap`: build the local base image from the Debian archive.
+pub fn run(ctx: &Context, args: &BootstrapArgs) -> Result<()> {
+    docker::engine_version(ctx)?;
+    if args.force || !docker::has_image(ctx, LOCAL_BASE) {
+        build_local_base(ctx, args.mirror.as_deref())?;
+    } else {
+        eprintln!("xtask: {LOCAL_BASE} is present (use --force to build it again)");
+    }
+    Ok(())
+}
+
+/// The base image the Dockerfiles get as `DEBIAN_BASE`: `XTASK_DEBIAN_BASE` when set, the official
+/// image when present or pullable, else the local one, bootstrapped when missing.
+pub fn ensure_base(ctx: &Context) -> Result<String> {
+    if let Ok(base) = std::env::var("XTASK_DEBIAN_BASE") {
+        return Ok(base);
+    }
+    for base in [OFFICIAL_BASE, LOCAL_BASE] {
+        if docker::has_image(ctx, base) {
+            return Ok(base.to_owned());
+        }
+    }
+    let sh = &ctx.sh;
+    if cmd!(sh, "docker pull --quiet {OFFICIAL_BASE}").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
+        return Ok(OFFICIAL_BASE.to_owned());
+    }
+    eprintln!("xtask: {OFFICIAL_BASE} cannot be pulled; building {LOCAL_BASE} from the Debian archive");
+    build_local_base(ctx, None)?;
+    Ok(LOCAL_BASE.to_owned())
+}
+
+fn build_local_base(ctx: &Context, mirror: Option<&str>) -> Result<()> {
+    let sh = &ctx.sh;
+    if cmd!(sh, "mmdebstrap --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+        bail!("mmdebstrap is missing: it builds the Debian base without a registry (Debian: `apt-get install mmdebstrap`)");
+    }
+    let mirror = match mirror {
+        Some(mirror) => mirror.to_owned(),
+        None => host_mirror().context(
+            "no Debian mirror found in the host's apt sources: pass `--mirror URL` or set XTASK_DEBIAN_MIRROR",
+        )?,
+    };
+    let mirror = mirror.trim_end_matches('/');
+    let security = format!("{mirror}-security");
+    let sources = [
+        format!("deb {mirror} {SUITE} main"),
+        format!("deb {mirror} {SUITE}-updates main"),
+        format!("deb {security} {SUITE}-security main"),
+    ];
+    let tarball = ctx.root.join("out").join("bootstrap").join(format!("debian-{SUITE}.tar"));
+    std::fs::create_dir_all(tarball.parent().unwrap())?;
+    let started = std::time::Instant::now();
+    cmd!(sh, "mmdebstrap --quiet --variant=minbase --include=ca-certificates {SUITE} {tarball} {sources...}")
+        .run()
+        .with_context(|| format!("mmdebstrap {SUITE} from {mirror}"))?;
+    cmd!(sh, "docker import --change CMD=[\"bash\"] {tarball} {LOCAL_BASE}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("loading the bootstrapped base into the engine (docker import)")?;
+    std::fs::remove_file(&tarball)?;
+    eprintln!("xtask: built {LOCAL_BASE} from {mirror} in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// The Debian mirror of the host's apt sources (deb822 `URIs:` or one-line `deb` entries), if any.
+fn host_mirror() -> Option<String> {
+    if let Ok(mirror) = std::env::var("XTASK_DEBIAN_MIRROR") {
+        return Some(mirror);
+    }
+    let mut texts = Vec::new();
+    for path in ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"] {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            texts.push(text);
+        }
+    }
+    texts.iter().flat_map(|text| text.lines()).find_map(|line| {
+        let line = line.trim();
+        let entry = if let Some(uris) = line.strip_prefix("URIs:") {
+            uris
+        } else if line.starts_with("deb ") {
+            line
+        } else {
+            return None;
+        };
+        let uri = entry.split_whitespace().find(|token| token.starts_with("http"))?;
+        (uri.starts_with("http") && uri.trim_end_matches('/').ends_with("/debian")).then(|| uri.to_owned())
+    })
+}

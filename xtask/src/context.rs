@@ -1,0 +1,41 @@
+//! What every stage needs to know about where it runs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use xshell::{cmd, Shell};
+
+pub struct Context {
+    pub root: PathBuf,
+    pub sh: Shell,
+}
+
+impl Context {
+    /// The workspace root is the parent of this crate's manifest directory, wherever cargo was run from.
+    pub fn discover() -> Result<Self> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("xtask must live one level below the workspace root")?
+            .to_path_buf();
+        let sh = Shell::new()?;
+        sh.change_dir(&root);
+        Ok(Self { root, sh })
+    }
+
+    /// True when running under `CI=true` (GitHub Actions and `.ci/run`): missing tools are errors there, never skips.
+    pub fn in_ci() -> bool {
+        std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+    }
+
+    pub fn is_github_actions() -> bool {
+        std::env::var("GITHUB_ACTIONS").is_ok_and(|value| value == "true")
+    }
+
+    /// Runs a command and returns its trimmed stdout, naming the command in the error.
+    pub fn read(&self, program: &str, args: &[&str]) -> Result<String> {
+        cmd!(self.sh, "{program} {args...}")
+            .quiet()
+            .read()
+            .with_context(|| format!("running `{program} {}`", args.join(" ")))
+    }
+}

@@ -1,0 +1,86 @@
+//! The Docker engine and the CLI that talks to it.
+//!
+//! `DOCKER_HOST` and docker contexts are left to the CLI, so a remote engine works as a local one does.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use xshell::cmd;
+
+use crate::context::Context;
+
+/// How images are built: `docker buildx build` where buildx exists (GitHub runners, Docker Desktop),
+/// otherwise the classic `docker build` of a CLI that still embeds a BuildKit client (before 23.0).
+#[derive(Clone, Debug)]
+pub enum Builder {
+    Buildx { cli: PathBuf },
+    ClassicBuildKit { cli: PathBuf },
+}
+
+impl Builder {
+    pub fn cli(&self) -> &PathBuf {
+        match self {
+            Builder::Buildx { cli } | Builder::ClassicBuildKit { cli } => cli,
+        }
+    }
+}
+
+/// The engine's version, or a plain error that says how to start one.
+pub fn engine_version(ctx: &Context) -> Result<String> {
+    let sh = &ctx.sh;
+    let format = "{{.Server.Version}}";
+    let output = cmd!(sh, "docker version --format {format}").quiet().ignore_status().output();
+    match output {
+        Ok(output) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned()),
+        Ok(output) => bail!(
+            "no Docker engine answers ({}).\n  Start one, e.g. `sudo dockerd > /tmp/dockerd.log 2>&1 &` (Debian: \
+             `apt-get install docker.io`), or point DOCKER_HOST / `docker context use` at a running engine.",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(error) => Err(error).context("the `docker` CLI is not on PATH: install Docker (Debian: `apt-get install docker.io`)"),
+    }
+}
+
+/// Picks the CLI and mode that can build with BuildKit here.
+pub fn builder(ctx: &Context) -> Result<Builder> {
+    let sh = &ctx.sh;
+    let mut candidates = vec![PathBuf::from("docker")];
+    // Debian's docker.io CLI sits behind a newer one without buildx on some machines.
+    if std::path::Path::new("/usr/bin/docker").is_file() {
+        candidates.push(PathBuf::from("/usr/bin/docker"));
+    }
+    for cli in candidates {
+        if cmd!(sh, "{cli} buildx version").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
+            return Ok(Builder::Buildx { cli });
+        }
+        let format = "{{.Client.Version}}";
+        let version = cmd!(sh, "{cli} version --format {format}").quiet().ignore_stderr().read().unwrap_or_default();
+        let major: u32 = version.split('.').next().and_then(|major| major.parse().ok()).unwrap_or(0);
+        if (1..23).contains(&major) {
+            return Ok(Builder::ClassicBuildKit { cli });
+        }
+    }
+    bail!(
+        "no Docker CLI here can build with BuildKit: install the buildx plugin \
+         (Debian: `apt-get install docker-buildx`, or docker-buildx-plugin from Docker's packages)"
+    )
+}
+
+/// True when the engine has an image of that name.
+pub fn has_image(ctx: &Context, reference: &str) -> bool {
+    let sh = &ctx.sh;
+    let format = "{{.Id}}";
+    cmd!(sh, "docker image inspect --format {format} {reference}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+}
+
+/// Image ID (the digest of its config) and uncompressed size in bytes.
+pub fn image_id_and_size(ctx: &Context, reference: &str) -> Result<(String, u64)> {
+    let sh = &ctx.sh;
+    let format = "{{.Id}}\t{{.Size}}";
+    let line = cmd!(sh, "docker image inspect --format {format} {reference}")
+        .quiet()
+        .read()
+        .with_context(|| format!("inspecting image {reference}"))?;
+    let (id, size) = line.split_once('\t').context("unexpected `docker image inspect` output")?;
+    Ok((id.to_owned(), size.trim().parse().context("image size is not a number")?))
+}

@@ -1,0 +1,61 @@
+//! Builds the launcher as the static binary that every image runs as PID 1.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use xshell::cmd;
+
+use crate::context::Context;
+
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+const CARGO_AUDITABLE_VERSION: &str = "0.7.7";
+
+/// Builds `launcher` for musl with cargo-auditable, so that scanners can list its crates,
+/// and returns the path of the binary.
+pub fn build_static(ctx: &Context) -> Result<PathBuf> {
+    ensure_musl_target(ctx)?;
+    let cargo_auditable = ensure_cargo_auditable(ctx)?;
+    let sh = &ctx.sh;
+    // cargo-auditable is a cargo subcommand: cargo finds it on PATH.
+    let path = std::env::join_paths(
+        std::iter::once(cargo_auditable.parent().unwrap().to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )?;
+    cmd!(sh, "cargo auditable build --quiet --locked --package launcher --profile launcher --target {MUSL_TARGET}")
+        .env("PATH", path)
+        .run()
+        .context("building the static launcher (cargo auditable build --target x86_64-unknown-linux-musl)")?;
+    let binary = ctx.root.join("target").join(MUSL_TARGET).join("launcher").join("launcher");
+    anyhow::ensure!(binary.is_file(), "cargo built the launcher but {} is missing", binary.display());
+    Ok(binary)
+}
+
+fn ensure_musl_target(ctx: &Context) -> Result<()> {
+    let sh = &ctx.sh;
+    let installed = cmd!(sh, "rustup target list --installed")
+        .quiet()
+        .read()
+        .context("listing rustup targets: is rustup installed? (https://rustup.rs)")?;
+    if !installed.lines().any(|line| line.trim() == MUSL_TARGET) {
+        eprintln!("xtask: installing the rustup target {MUSL_TARGET}");
+        cmd!(sh, "rustup target add {MUSL_TARGET}")
+            .run()
+            .with_context(|| format!("`rustup target add {MUSL_TARGET}` failed"))?;
+    }
+    Ok(())
+}
+
+/// cargo-auditable, pinned, installed under `.tools/` unless that version is already there.
+fn ensure_cargo_auditable(ctx: &Context) -> Result<PathBuf> {
+    let root = ctx.root.join(".tools").join("cargo");
+    let binary = root.join("bin").join("cargo-auditable");
+    let sh = &ctx.sh;
+    let current = cmd!(sh, "{binary} auditable --version").quiet().ignore_stderr().read().unwrap_or_default();
+    if !current.contains(CARGO_AUDITABLE_VERSION) {
+        eprintln!("xtask: installing cargo-auditable {CARGO_AUDITABLE_VERSION} into {}", root.display());
+        cmd!(sh, "cargo install --quiet --locked --root {root} cargo-auditable --version {CARGO_AUDITABLE_VERSION}")
+            .run()
+            .context("installing cargo-auditable from crates.io")?;
+    }
+    Ok(binary)
+}
