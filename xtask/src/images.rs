@@ -35,9 +35,14 @@ pub struct Settings {
     /// Containers started beside it in healthchecks and tests (a database, say).
     #[serde(default)]
     pub needs: Vec<Companion>,
+    /// For images without an HTTP health endpoint: the line on stderr that says the service is ready.
+    pub ready_log: Option<String>,
     /// Whether this image is one of the project's deliverables (scanned, released) or only a test companion.
     #[serde(default = "yes")]
     pub release: bool,
+    /// Adjustments of the workspace scan policy (`scan-policy.toml`) for this image.
+    #[serde(default)]
+    pub scan: crate::scan::policy::PolicyOverride,
 }
 
 #[derive(Debug, Deserialize)]

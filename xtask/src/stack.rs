@@ -1,0 +1,241 @@
+//! An image running with what its settings say it needs beside it, through testcontainers.
+//!
+//! Used by `cargo xtask healthcheck` and by the image integration tests. Every container and network
+//! started here carries the label [`LABEL`]; a run that was killed leaves them behind, and the next
+//! run sweeps them before it starts anything.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use testcontainers::core::{ContainerPort, Host, Mount, WaitFor};
+use testcontainers::runners::SyncRunner;
+use testcontainers::{Container, GenericImage, ImageExt};
+use xshell::cmd;
+
+use crate::context::Context;
+use crate::images::{self, Health, Image};
+
+/// Label on every container and network the xtask starts.
+pub const LABEL: &str = "distroless-python.xtask";
+
+/// How the app container is started.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Environment on top of the image's settings.
+    pub env: BTreeMap<String, String>,
+    /// Arguments after the entrypoint (the launcher), e.g. `-- redis-server ...`.
+    pub cmd: Vec<String>,
+    /// Leave out the companion containers of the settings (the test provides its own).
+    pub without_companions: bool,
+    /// Host names the app resolves to the given addresses.
+    pub hosts: Vec<(String, IpAddr)>,
+}
+
+pub struct Stack {
+    pub app: Container<GenericImage>,
+    /// Kept to stop them after the app (fields drop in declaration order).
+    _companions: Vec<Container<GenericImage>>,
+    network: Network,
+    pub base_url: String,
+    started: Instant,
+}
+
+/// Removes the containers and networks that a killed run left behind.
+pub fn sweep(ctx: &Context) -> Result<()> {
+    let sh = &ctx.sh;
+    let filter = format!("label={LABEL}");
+    let containers = cmd!(sh, "docker ps --all --quiet --filter {filter}").quiet().read()?;
+    let containers: Vec<&str> = containers.split_whitespace().collect();
+    if !containers.is_empty() {
+        eprintln!("xtask: removing {} container(s) left by an earlier run", containers.len());
+        cmd!(sh, "docker rm --force --volumes {containers...}").quiet().ignore_stdout().run()?;
+    }
+    let networks = cmd!(sh, "docker network ls --quiet --filter {filter}").quiet().read()?;
+    let networks: Vec<&str> = networks.split_whitespace().collect();
+    if !networks.is_empty() {
+        cmd!(sh, "docker network rm {networks...}").quiet().ignore_stdout().run()?;
+    }
+    Ok(())
+}
+
+/// A user-defined network for one stack, removed when dropped.
+struct Network {
+    name: String,
+}
+
+impl Network {
+    fn create(ctx: &Context, image: &str) -> Result<Self> {
+        let name = format!("xtask-{image}-{}", random_hex(4)?);
+        let sh = &ctx.sh;
+        let label = format!("{LABEL}=1");
+        cmd!(sh, "docker network create --label {label} {name}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("creating docker network {name}"))?;
+        Ok(Self { name })
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &self.name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Starts the companions of `image`, then `image` itself (by `reference`), with its port published.
+pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -> Result<Stack> {
+    let network = Network::create(ctx, &image.name)?;
+    // One password per run for everything whose settings say `${password}`: none is written down.
+    let password = random_hex(16)?;
+    let revision = reference.rsplit_once(':').map(|(_, tag)| tag).context("reference without a tag")?;
+
+    let mut companions = Vec::new();
+    let mut hosts = options.hosts.clone();
+    if !options.without_companions {
+        for need in &image.settings.needs {
+            let companion_image = images::select(ctx, std::slice::from_ref(&need.image))?.remove(0);
+            let companion_reference = images::reference(&need.image, revision);
+            let mut env = companion_image.settings.env.clone();
+            env.extend(need.env.clone());
+            // The published port answers as soon as the container starts (docker-proxy), so readiness
+            // comes from the companion's own log line.
+            let ready = match &companion_image.settings.ready_log {
+                Some(line) => WaitFor::message_on_stderr(line.as_str()),
+                None => bail!("image {} is needed by {} but its image.toml has no `ready_log`", need.image, image.name),
+            };
+            let container = container_request(&companion_reference, need.port, ready, &env, &password, &network.name)
+                .start()
+                .with_context(|| format!("starting {} (needed by {})", companion_reference, image.name))?;
+            let address = network_address(ctx, container.id(), &network.name)?;
+            hosts.push((need.alias.clone(), address));
+            companions.push(container);
+        }
+    }
+
+    let mut env = image.settings.env.clone();
+    env.extend(options.env.clone());
+    let mut request = container_request(reference, image.settings.port, WaitFor::Nothing, &env, &password, &network.name)
+        // The hardened run every image must survive unchanged.
+        .with_readonly_rootfs(true)
+        .with_mount(Mount::tmpfs_mount("/tmp"))
+        .with_cap_drop("ALL")
+        .with_security_opt("no-new-privileges");
+    if !options.cmd.is_empty() {
+        request = request.with_cmd(options.cmd.clone());
+    }
+    for (host, address) in hosts {
+        request = request.with_host(host, Host::Addr(address));
+    }
+    let started = Instant::now();
+    let app = request.start().with_context(|| format!("starting {reference}"))?;
+    let port = app.get_host_port_ipv4(image.settings.port)?;
+    Ok(Stack { app, _companions: companions, network, base_url: format!("http://127.0.0.1:{port}"), started })
+}
+
+fn container_request(
+    reference: &str,
+    port: u16,
+    ready: WaitFor,
+    env: &BTreeMap<String, String>,
+    password: &str,
+    network: &str,
+) -> testcontainers::ContainerRequest<GenericImage> {
+    let (name, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+    let mut request = GenericImage::new(name, tag)
+        .with_exposed_port(ContainerPort::Tcp(port))
+        .with_wait_for(ready)
+        .with_network(network)
+        .with_label(LABEL, "1")
+        .with_startup_timeout(Duration::from_secs(120));
+    for (key, value) in env {
+        request = request.with_env_var(key, value.replace("${password}", password));
+    }
+    request
+}
+
+impl Stack {
+    /// Polls the health endpoint until it answers the expected status; returns the time since start.
+    pub fn wait_healthy(&self, health: &Health) -> Result<Duration> {
+        let client = http_client()?;
+        let url = format!("{}{}", self.base_url, health.path);
+        let deadline = self.started + health.timeout;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            match client.get(&url).send() {
+                Ok(response) if response.status().as_u16() == health.status => return Ok(self.started.elapsed()),
+                Ok(response) => last = format!("answered {}", response.status()),
+                Err(error) => last = error_chain(&error),
+            }
+            if !self.app.is_running().unwrap_or(false) {
+                bail!("the container exited before it was healthy\n{}", self.failure_report());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "{url} did not answer {} within {:?} (last: {last})\n{}",
+            health.status,
+            health.timeout,
+            self.failure_report()
+        )
+    }
+
+    /// The container's exit code and the last lines of its logs, for error messages.
+    pub fn failure_report(&self) -> String {
+        let exit = match self.app.exit_code() {
+            Ok(Some(code)) => format!("exited with code {code}"),
+            Ok(None) => "still running".to_owned(),
+            Err(error) => format!("state unknown ({error})"),
+        };
+        let mut logs = String::from_utf8_lossy(&self.app.stdout_to_vec().unwrap_or_default()).into_owned();
+        logs.push_str(&String::from_utf8_lossy(&self.app.stderr_to_vec().unwrap_or_default()));
+        let tail: Vec<&str> = logs.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("container {} {exit}; last log lines:\n  {}", self.app.id(), tail.join("\n  "))
+    }
+
+    pub fn network(&self) -> &str {
+        &self.network.name
+    }
+}
+
+/// A blocking HTTP client that never goes through a proxy: every target is on this machine.
+pub fn http_client() -> Result<reqwest::blocking::Client> {
+    Ok(reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
+/// The container's address on the given network.
+pub fn network_address(ctx: &Context, container: &str, network: &str) -> Result<IpAddr> {
+    let sh = &ctx.sh;
+    let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
+    let address = cmd!(sh, "docker inspect --format {format} {container}").quiet().read()?;
+    address.parse().with_context(|| format!("container {container} has no address on network {network}"))
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    use std::io::Read;
+    let mut buffer = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buffer)?;
+    Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
