@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
+use xshell::cmd;
 
 use crate::context::Context;
 use crate::docker::{self, Builder};
@@ -70,8 +71,11 @@ impl Provenance {
         let tag = images::revision_tag(ctx)?;
         let revision = ctx.read("git", &["rev-parse", "HEAD"])?;
         let created = ctx.read("git", &["log", "-1", "--format=%cI"])?;
-        let version = ctx
-            .read("git", &["describe", "--tags", "--exact-match", "--match", "v[0-9]*"])
+        let sh = &ctx.sh;
+        let version = cmd!(sh, "git describe --tags --exact-match --match v[0-9]*")
+            .quiet()
+            .ignore_stderr()
+            .read()
             .map(|tag| tag.trim_start_matches('v').to_owned())
             .unwrap_or_else(|_| format!("0.0.0-{tag}"));
         let source = match (std::env::var("GITHUB_SERVER_URL"), std::env::var("GITHUB_REPOSITORY")) {
@@ -89,6 +93,14 @@ fn build_one(ctx: &Context, builder: &Builder, base: &str, provenance: &Provenan
     let mut args: Vec<String> = Vec::new();
     if let Builder::Buildx { .. } = builder {
         args.extend(["buildx".into(), "build".into(), "--load".into()]);
+        // On GitHub Actions the layer cache lives in the Actions cache between runs (XTASK_BUILDX_CACHE=gha).
+        if let Ok(backend) = std::env::var("XTASK_BUILDX_CACHE") {
+            let scope = &image.name;
+            args.extend([
+                format!("--cache-from=type={backend},scope={scope}"),
+                format!("--cache-to=type={backend},scope={scope},mode=max"),
+            ]);
+        }
     } else {
         args.push("build".into());
     }

@@ -50,8 +50,9 @@ fn ensure_cargo_auditable(ctx: &Context) -> Result<PathBuf> {
     let root = ctx.root.join(".tools").join("cargo");
     let binary = root.join("bin").join("cargo-auditable");
     let sh = &ctx.sh;
-    let current = cmd!(sh, "{binary} auditable --version").quiet().ignore_stderr().read().unwrap_or_default();
-    if !current.contains(CARGO_AUDITABLE_VERSION) {
+    let installed = cmd!(sh, "cargo install --list --root {root}").quiet().ignore_stderr().read().unwrap_or_default();
+    let current = installed.lines().find(|line| line.starts_with("cargo-auditable ")).unwrap_or_default().to_owned();
+    if !binary.is_file() || !current.contains(CARGO_AUDITABLE_VERSION) {
         eprintln!("xtask: installing cargo-auditable {CARGO_AUDITABLE_VERSION} into {}", root.display());
         cmd!(sh, "cargo install --quiet --locked --root {root} cargo-auditable --version {CARGO_AUDITABLE_VERSION}")
             .run()

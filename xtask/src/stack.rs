@@ -31,14 +31,18 @@ pub struct Options {
     pub without_companions: bool,
     /// Host names the app resolves to the given addresses.
     pub hosts: Vec<(String, IpAddr)>,
+    /// Join this network instead of creating one (to reach containers the caller started on it).
+    pub network: Option<String>,
 }
 
 pub struct Stack {
     pub app: Container<GenericImage>,
     /// Kept to stop them after the app (fields drop in declaration order).
     _companions: Vec<Container<GenericImage>>,
-    network: Network,
-    pub base_url: String,
+    /// The network this stack created, removed last.
+    _network: Option<Network>,
+    network_name: String,
+    port: u16,
     started: Instant,
 }
 
@@ -60,13 +64,13 @@ pub fn sweep(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// A user-defined network for one stack, removed when dropped.
-struct Network {
+/// A labelled user-defined network, removed when dropped.
+pub struct Network {
     name: String,
 }
 
 impl Network {
-    fn create(ctx: &Context, image: &str) -> Result<Self> {
+    pub fn create(ctx: &Context, image: &str) -> Result<Self> {
         let name = format!("xtask-{image}-{}", random_hex(4)?);
         let sh = &ctx.sh;
         let label = format!("{LABEL}=1");
@@ -76,6 +80,10 @@ impl Network {
             .run()
             .with_context(|| format!("creating docker network {name}"))?;
         Ok(Self { name })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -91,7 +99,15 @@ impl Drop for Network {
 
 /// Starts the companions of `image`, then `image` itself (by `reference`), with its port published.
 pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -> Result<Stack> {
-    let network = Network::create(ctx, &image.name)?;
+    let owned_network = match &options.network {
+        Some(_) => None,
+        None => Some(Network::create(ctx, &image.name)?),
+    };
+    let network_name = match (&options.network, &owned_network) {
+        (Some(name), _) => name.clone(),
+        (None, Some(network)) => network.name.clone(),
+        (None, None) => unreachable!("a network is created when none is given"),
+    };
     // One password per run for everything whose settings say `${password}`: none is written down.
     let password = random_hex(16)?;
     let revision = reference.rsplit_once(':').map(|(_, tag)| tag).context("reference without a tag")?;
@@ -110,10 +126,10 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
                 Some(line) => WaitFor::message_on_stderr(line.as_str()),
                 None => bail!("image {} is needed by {} but its image.toml has no `ready_log`", need.image, image.name),
             };
-            let container = container_request(&companion_reference, need.port, ready, &env, &password, &network.name)
+            let container = container_request(&companion_reference, need.port, ready, &env, &password, &network_name)
                 .start()
                 .with_context(|| format!("starting {} (needed by {})", companion_reference, image.name))?;
-            let address = network_address(ctx, container.id(), &network.name)?;
+            let address = network_address(ctx, container.id(), &network_name)?;
             hosts.push((need.alias.clone(), address));
             companions.push(container);
         }
@@ -121,7 +137,7 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
 
     let mut env = image.settings.env.clone();
     env.extend(options.env.clone());
-    let mut request = container_request(reference, image.settings.port, WaitFor::Nothing, &env, &password, &network.name)
+    let mut request = container_request(reference, image.settings.port, WaitFor::Nothing, &env, &password, &network_name)
         // The hardened run every image must survive unchanged.
         .with_readonly_rootfs(true)
         .with_mount(Mount::tmpfs_mount("/tmp"))
@@ -135,8 +151,7 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
     }
     let started = Instant::now();
     let app = request.start().with_context(|| format!("starting {reference}"))?;
-    let port = app.get_host_port_ipv4(image.settings.port)?;
-    Ok(Stack { app, _companions: companions, network, base_url: format!("http://127.0.0.1:{port}"), started })
+    Ok(Stack { app, _companions: companions, _network: owned_network, network_name, port: image.settings.port, started })
 }
 
 fn container_request(
@@ -164,7 +179,7 @@ impl Stack {
     /// Polls the health endpoint until it answers the expected status; returns the time since start.
     pub fn wait_healthy(&self, health: &Health) -> Result<Duration> {
         let client = http_client()?;
-        let url = format!("{}{}", self.base_url, health.path);
+        let url = format!("{}{}", self.base_url()?, health.path);
         let deadline = self.started + health.timeout;
         let mut last = String::from("no answer yet");
         while Instant::now() < deadline {
@@ -201,7 +216,20 @@ impl Stack {
     }
 
     pub fn network(&self) -> &str {
-        &self.network.name
+        &self.network_name
+    }
+
+    /// The app's published port on this host (it changes when the container is restarted).
+    pub fn base_url(&self) -> Result<String> {
+        Ok(format!("http://127.0.0.1:{}", self.app.get_host_port_ipv4(self.port)?))
+    }
+
+    /// Restarts the app container (its companions keep running) and measures from the new start.
+    pub fn restart(&mut self) -> Result<()> {
+        self.app.stop().context("stopping the app container")?;
+        self.started = Instant::now();
+        self.app.start().context("starting the app container again")?;
+        Ok(())
     }
 }
 

@@ -23,19 +23,29 @@ pub fn run(ctx: &Context, args: &TestArgs) -> Result<()> {
             bail!("unknown test suite `{suite}`: choose from rust, {}", names.join(", "));
         }
     }
-    if wanted("rust") {
-        run_rust_suites(ctx)?;
-    }
     for app in apps.iter().filter(|app| wanted(app_name(app))) {
         run_python_suite(ctx, app).with_context(|| format!("test suite of {}", app_name(app)))?;
+    }
+    if wanted("rust") {
+        run_rust_suites(ctx)?;
     }
     Ok(())
 }
 
+/// The launcher's and the xtask's suites, including the integration tests against the built images,
+/// which are built first (at the current revision, as `cargo xtask build` does).
 fn run_rust_suites(ctx: &Context) -> Result<()> {
-    eprintln!("xtask: rust suites (launcher, xtask)");
+    eprintln!("xtask: rust suites (launcher, xtask, images)");
     // The launcher's container test runs the static binary, as the images do.
     let static_launcher = crate::launcher::build_static(ctx)?;
+    match crate::docker::engine_version(ctx) {
+        Ok(_) => {
+            let images = crate::images::with_companions(ctx, &[])?;
+            crate::build::build_all(ctx, &images)?;
+        }
+        Err(error) if !Context::in_ci() => eprintln!("xtask: image tests will be skipped: {error:#}"),
+        Err(error) => return Err(error),
+    }
     let sh = &ctx.sh;
     cmd!(sh, "cargo test --workspace --locked")
         .env("LAUNCHER_STATIC_BIN", static_launcher)

@@ -1,0 +1,58 @@
+"""gunicorn settings for fake-shop: `gunicorn --config gunicorn.conf.py fakeshop.wsgi:app`.
+
+Read by the gunicorn master only; workers inherit what it sets up. gunicorn itself sends READY=1
+to $NOTIFY_SOCKET once it listens, which the image's launcher uses as the readiness signal.
+"""
+
+import glob
+import os
+import secrets
+import sys
+
+
+def worker_count() -> int:
+    raw = os.environ.get("GUNICORN_WORKERS", "2").strip()
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    sys.exit(f"GUNICORN_WORKERS must be a whole number of worker processes (1 or more), got {raw!r}")
+
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+workers = worker_count()
+# Shorter than the launcher's 8 s grace period, itself shorter than `docker stop`'s 10 s: workers
+# finish their requests and exit before anyone escalates to SIGKILL.
+graceful_timeout = 5
+timeout = 30
+accesslog = "-"
+errorlog = "-"
+# gunicorn 25.1+ opens a control socket under $HOME by default: unused here, and the image's
+# root filesystem is read-only.
+control_socket_disable = True
+# The heartbeat file of each worker: keep it in memory (the image's root filesystem is read-only,
+# and a disk-backed /tmp can stall heartbeats under I/O load).
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+if not os.environ.get("SECRET_KEY"):
+    # Each worker would otherwise draw its own random key and reject the session cookies signed
+    # by the others (flash messages would vanish at random). One key for all, still lost at restart.
+    print("gunicorn.conf.py: SECRET_KEY is not set; using a random key shared by the workers, "
+          "so sessions do not survive a restart: set SECRET_KEY", file=sys.stderr)
+    os.environ["SECRET_KEY"] = secrets.token_hex(32)
+
+
+def on_starting(server):
+    """Start the metrics from zero: files left by an earlier run (or by the migration run) would
+    otherwise be added to this run's values."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(stale)
+
+
+def child_exit(server, worker):
+    """A worker died or was replaced: drop its live-gauge files so they do not count forever."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

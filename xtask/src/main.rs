@@ -1,0 +1,63 @@
+//! The project's pipeline, as `cargo xtask <command>`.
+//!
+//! Each pipeline stage is a module with a plain function over a small typed context;
+//! this file only maps the command line onto them. Modules are declared in `lib.rs`, so that the
+//! integration tests under `tests/` use the same code.
+
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use xtask::context::Context;
+use xtask::*;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, scan, test, sign and release the distroless Python images")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the launcher as a static musl binary with its dependency list embedded.
+    Launcher,
+    /// Build the Debian 13 base image from the Debian archive (for engines that cannot pull it).
+    Bootstrap(bootstrap::BootstrapArgs),
+    /// Build the launcher, then each image, tagged <repository>/<name>:<git sha>.
+    Build(build::BuildArgs),
+    /// Start each built image with what it needs and wait until its health endpoint answers.
+    Healthcheck(healthcheck::HealthcheckArgs),
+    /// The main job: tools, build, scan gate and SBOM, healthcheck, image integration tests, summary.
+    Ci(ci::CiArgs),
+    /// Run every test suite of the project.
+    Test(test::TestArgs),
+    /// Install the pinned supply-chain tools (trivy, trivy-db, cosign, syft, registry) into .tools/bin.
+    Tools(tools::ToolsArgs),
+    /// Scan built images with Trivy and gate them with scan-policy.toml.
+    Scan(scan::ScanArgs),
+    /// Write a CycloneDX SBOM of each built image with syft.
+    Sbom(sbom::SbomArgs),
+    /// Push the images by digest to a registry, sign them, attach their SBOMs, and verify all of it (runs ci first).
+    Release(release::ReleaseArgs),
+    /// Verify an image's signature (and SBOM attestation) before deploying it; prints the digest it verified.
+    Verify(verify::VerifyArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let ctx = Context::discover()?;
+    match cli.command {
+        Command::Launcher => launcher::build_static(&ctx).map(|path| println!("{}", path.display())),
+        Command::Bootstrap(args) => bootstrap::run(&ctx, &args),
+        Command::Build(args) => build::run(&ctx, &args).map(drop),
+        Command::Healthcheck(args) => healthcheck::run(&ctx, &args),
+        Command::Ci(args) => ci::main(&ctx, &args),
+        Command::Test(args) => test::run(&ctx, &args),
+        Command::Tools(args) => tools::run(&ctx, &args),
+        Command::Scan(args) => scan::run(&ctx, &args),
+        Command::Sbom(args) => sbom::run(&ctx, &args),
+        Command::Release(args) => release::run(&ctx, &args),
+        Command::Verify(args) => verify::run(&ctx, &args),
+    }
+}

@@ -1,0 +1,168 @@
+//! The gate against real Trivy and syft runs on a tiny image pinned to Flask 2.2.2 (`tests/fixtures/flask-2.2.2`),
+//! with the offline database built from `advisories/`. They need Go (or the tools) and a Docker engine: outside CI
+//! they are skipped with the reason printed when those are missing; under `CI=true` that is a failure.
+
+use std::sync::Mutex;
+
+use anyhow::{Context as _, Result};
+use xshell::cmd;
+
+use super::policy::{AllowEntry, Date, Policy, PolicyOverride};
+use super::{report, scan_reference, table, ScanOutcome};
+use crate::context::Context;
+use crate::tools::{self, Tool};
+use crate::trivy_db::Database;
+
+const FIXTURE_REFERENCE: &str = "xtask-test/flask-2.2.2:fixture";
+
+/// The value, or `None` after printing why the test is skipped; under CI a missing prerequisite fails the test.
+fn require<T>(what: &str, result: Result<T>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(error) if Context::in_ci() => panic!("{what} is required under CI=true: {error:#}"),
+        Err(error) => {
+            eprintln!("SKIPPED: {what} is not available here: {error:#}");
+            None
+        }
+    }
+}
+
+/// Context, tools and the fixture image, each made once per test process.
+fn prerequisites() -> Option<Context> {
+    static FIXTURE: Mutex<Option<bool>> = Mutex::new(None);
+    let ctx = Context::discover().expect("workspace");
+    require("the Docker engine", crate::docker::engine_version(&ctx))?;
+    require("trivy", tools::ensure(&ctx, Tool::Trivy))?;
+    require("trivy-db", tools::ensure(&ctx, Tool::TrivyDb))?;
+    require("syft", tools::ensure(&ctx, Tool::Syft))?;
+    let mut built = FIXTURE.lock().unwrap_or_else(|poison| poison.into_inner());
+    if built.is_none() {
+        let result = build_fixture(&ctx);
+        *built = Some(result.is_ok());
+        require("the fixture image", result)?;
+    }
+    built.unwrap_or(false).then_some(ctx)
+}
+
+fn build_fixture(ctx: &Context) -> Result<()> {
+    let dir = ctx.root.join("tests/fixtures/flask-2.2.2");
+    // A FROM-scratch image with two COPY lines: the classic builder does it with any CLI.
+    cmd!(ctx.sh, "docker build --quiet --tag {FIXTURE_REFERENCE} {dir}")
+        .env("DOCKER_BUILDKIT", "0")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("building tests/fixtures/flask-2.2.2")
+}
+
+fn workspace_policy(ctx: &Context, allow: Vec<AllowEntry>) -> Policy {
+    Policy::load(&ctx.root, &PolicyOverride { allow, ..PolicyOverride::default() }).expect("workspace scan policy")
+}
+
+fn flask_entry(expires: Date) -> AllowEntry {
+    AllowEntry {
+        id: "CVE-2023-30861".into(),
+        package: Some("flask".into()),
+        reason: "test: the app sets no permanent sessions".into(),
+        expires,
+    }
+}
+
+fn scan(ctx: &Context, name: &str, policy: &Policy) -> ScanOutcome {
+    scan_reference(ctx, name, FIXTURE_REFERENCE, policy, Database::Offline).expect("the scan runs")
+}
+
+#[test]
+fn flask_2_2_2_fails_the_gate_naming_cve_2023_30861() {
+    let Some(ctx) = prerequisites() else { return };
+    let outcome = scan(&ctx, "test-flask-2.2.2", &workspace_policy(&ctx, Vec::new()));
+
+    assert!(!outcome.passed, "{}", outcome.message);
+    assert!(outcome.message.contains("FAILED"), "{}", outcome.message);
+    let flask: Vec<_> = outcome.decisive.iter().filter(|finding| finding.id == "CVE-2023-30861").collect();
+    assert_eq!(flask.len(), 1, "{:?}", outcome.decisive);
+    assert_eq!((flask[0].package.as_str(), flask[0].installed.as_str()), ("flask", "2.2.2"));
+    assert!(flask[0].fixed.contains("2.2.5") && flask[0].fixed.contains("2.3.2"), "{:?}", flask[0]);
+    assert!(table(&outcome.decisive).contains("CVE-2023-30861"));
+
+    // Trivy saw both halves of the image: the Debian package (matched to the Debian advisory through its source
+    // package) and the Python package of the virtual environment.
+    assert_eq!((outcome.os_packages, outcome.lang_packages), (1, 1));
+    let report = report::read(&outcome.report).unwrap();
+    let debian: Vec<_> = report.vulnerabilities().filter(|(target, _)| target.class == "os-pkgs").collect();
+    assert_eq!(debian.len(), 1, "{debian:?}");
+    assert_eq!(debian[0].1.vulnerability_id, "CVE-2025-15467");
+    assert_eq!(debian[0].1.pkg_name, "libssl3t64");
+    assert_eq!(debian[0].1.fixed_version, "3.5.4-1~deb13u2");
+
+    let sarif: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&outcome.sarif).unwrap()).unwrap();
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"].as_array().expect("SARIF rules");
+    assert!(rules.iter().any(|rule| rule["id"] == "CVE-2023-30861"), "{sarif}");
+}
+
+#[test]
+fn an_allow_list_entry_expiring_in_the_future_lets_it_pass() {
+    let Some(ctx) = prerequisites() else { return };
+    let next_year = Date::new(Date::today().year() + 1, 12, 31).unwrap();
+    let policy = workspace_policy(&ctx, vec![flask_entry(next_year)]);
+    let outcome = scan(&ctx, "test-flask-2.2.2-allowed", &policy);
+    assert!(outcome.passed, "{}", outcome.message);
+    assert!(outcome.decisive.is_empty());
+    assert!(outcome.message.contains(&format!("excused until {next_year}: CVE-2023-30861 in flask")), "{}", outcome.message);
+}
+
+#[test]
+fn an_expired_allow_list_entry_fails_and_says_it_expired() {
+    let Some(ctx) = prerequisites() else { return };
+    let policy = workspace_policy(&ctx, vec![flask_entry("2024-01-31".parse().unwrap())]);
+    let outcome = scan(&ctx, "test-flask-2.2.2-expired", &policy);
+    assert!(!outcome.passed, "{}", outcome.message);
+    assert!(outcome.decisive.iter().any(|finding| finding.id == "CVE-2023-30861"));
+    assert!(
+        outcome.message.contains("allow-list entry CVE-2023-30861 (package flask) expired on 2024-01-31"),
+        "{}",
+        outcome.message
+    );
+}
+
+#[test]
+fn the_sbom_lists_the_debian_and_the_python_packages() {
+    let Some(ctx) = prerequisites() else { return };
+    let path = crate::sbom::sbom_of(&ctx, "test-flask-2.2.2-sbom", FIXTURE_REFERENCE).expect("SBOM");
+    let sbom: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let purls: Vec<&str> =
+        sbom["components"].as_array().unwrap().iter().filter_map(|component| component["purl"].as_str()).collect();
+    assert!(purls.iter().any(|purl| purl.starts_with("pkg:pypi/flask@2.2.2")), "{purls:?}");
+    assert!(purls.iter().any(|purl| purl.starts_with("pkg:deb/debian/libssl3t64@3.5.4-1~deb13u1")), "{purls:?}");
+}
+
+#[test]
+fn a_real_trivy_report_is_read_into_typed_structs() {
+    // Captured from `cargo xtask scan` of the fixture image (offline database).
+    let report = report::parse(include_str!("testdata/flask-2.2.2.trivy.json")).unwrap();
+    let python = report.results.iter().find(|result| result.class == "lang-pkgs").expect("Python result");
+    let flask = &python.vulnerabilities[0];
+    assert_eq!(flask.vulnerability_id, "CVE-2023-30861");
+    assert_eq!(flask.severity, report::Severity::High);
+    assert_eq!(flask.installed_version, "2.2.2");
+    assert_eq!(flask.fixed_version, "2.3.2, 2.2.5");
+    assert!(flask.title.as_deref().unwrap_or_default().contains("Vary: Cookie"));
+    assert_eq!((report.package_count("os-pkgs"), report.package_count("lang-pkgs")), (1, 1));
+    let (debian, openssl) = report.vulnerabilities().find(|(target, _)| target.class == "os-pkgs").expect("Debian finding");
+    assert!(debian.target.contains("debian 13"), "{}", debian.target);
+    assert_eq!((openssl.vulnerability_id.as_str(), openssl.pkg_name.as_str()), ("CVE-2025-15467", "libssl3t64"));
+}
+
+#[test]
+fn a_corrupt_report_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("xtask-corrupt-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("trivy.json");
+    for corrupt in ["{\"SchemaVersion\": 2, \"Results\": [{\"Target\": ", "{\"SchemaVersion\": 1}", "<html>"] {
+        std::fs::write(&path, corrupt).unwrap();
+        let error = format!("{:#}", report::read(&path).unwrap_err());
+        assert!(error.contains("is corrupt or not a `trivy image -f json` report"), "{error}");
+        assert!(error.contains(&path.display().to_string()), "{error}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,258 @@
+//! Integration tests against the built images, through testcontainers and the real Docker engine.
+//!
+//! `cargo xtask test` (and `cargo xtask ci`) build the images first. Run alone, a test whose image is
+//! not built for the current revision is skipped with a message, except under `CI=true`, where it fails.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use testcontainers::core::{ContainerPort, WaitFor};
+use testcontainers::runners::SyncRunner;
+use testcontainers::{GenericImage, ImageExt};
+use xshell::cmd;
+use xtask::build::Built;
+use xtask::context::Context;
+use xtask::images::{self, Image};
+use xtask::stack::{self, Network, Options, Stack, LABEL};
+
+/// The image and its current build, or `None` (skip) when it is not built outside CI.
+fn built(name: &str) -> Option<(Context, Image, Built)> {
+    let ctx = Context::discover().expect("workspace");
+    let image = images::select(&ctx, &[name.to_owned()]).expect("image settings").remove(0);
+    match xtask::build::current(&ctx, name) {
+        Ok(built) => Some((ctx, image, built)),
+        Err(error) if !Context::in_ci() => {
+            eprintln!("skipped: {error:#}");
+            None
+        }
+        Err(error) => panic!("CI=true and the image is not available: {error:#}"),
+    }
+}
+
+fn start(ctx: &Context, image: &Image, built: &Built, options: &Options) -> Stack {
+    let stack = stack::start(ctx, image, &built.reference, options).expect("start the image");
+    let health = image.settings.health.as_ref().expect("health settings");
+    let elapsed = stack.wait_healthy(health).expect("healthy");
+    eprintln!("{} healthy after {:.2}s", built.reference, elapsed.as_secs_f64());
+    stack
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn generate(client: &reqwest::blocking::Client, base: &str, length: u32) -> String {
+    let response = client
+        .post(format!("{base}/api/gerar-senha"))
+        .json(&serde_json::json!({"tamanho": length, "incluir_numeros": true, "incluir_caracteres_especiais": true}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().unwrap();
+    body["senha"].as_str().expect("senha").to_owned()
+}
+
+fn latest(client: &reqwest::blocking::Client, base: &str) -> Vec<serde_json::Value> {
+    client.get(format!("{base}/api/senhas")).send().unwrap().json().unwrap()
+}
+
+#[test]
+fn giropops_generates_passwords_through_api_and_form_with_embedded_redis() {
+    let Some((ctx, image, built)) = built("giropops-senhas") else { return };
+    let stack = start(&ctx, &image, &built, &Options::default());
+    let base = stack.base_url().unwrap();
+    let client = client();
+
+    let password = generate(&client, &base, 20);
+    assert_eq!(password.chars().count(), 20);
+    let listed = latest(&client, &base);
+    assert_eq!(listed[0]["id"], 1);
+    assert_eq!(listed[0]["senha"], password.as_str());
+
+    let form = [("tamanho", "12"), ("incluir_numeros", "on")];
+    let page = client.post(format!("{base}/")).form(&form).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().unwrap();
+    let listed = latest(&client, &base);
+    let from_form = listed[0]["senha"].as_str().unwrap();
+    assert_eq!(from_form.chars().count(), 12);
+    assert!(page.contains(&html_escape(from_form)), "the form page shows the new password");
+
+    let bad = client.post(format!("{base}/api/gerar-senha")).json(&serde_json::json!({"tamanho": "x"})).send().unwrap();
+    assert_eq!(bad.status(), 400);
+    let metrics = client.get(format!("{base}/metrics")).send().unwrap().text().unwrap();
+    assert!(metrics.contains("senha_gerada_total"));
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&#34;").replace('\'', "&#39;")
+}
+
+#[test]
+fn giropops_uses_an_external_redis_when_the_embedded_one_is_off() {
+    let Some((ctx, image, built)) = built("giropops-senhas") else { return };
+    let network = Network::create(&ctx, "external-redis").unwrap();
+    // The image's own redis-server, run alone through the launcher's config-less mode.
+    let (name, tag) = built.reference.rsplit_once(':').unwrap();
+    let redis = GenericImage::new(name, tag)
+        .with_exposed_port(ContainerPort::Tcp(6379))
+        .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
+        .with_network(network.name())
+        .with_label(LABEL, "1")
+        .with_cmd(["--", "redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--dir", "/tmp"])
+        .start()
+        .expect("external redis");
+    let address = stack::network_address(&ctx, redis.id(), network.name()).unwrap();
+    let options = Options {
+        env: BTreeMap::from([("EMBEDDED_REDIS".into(), "false".into()), ("REDIS_HOST".into(), "redis".into())]),
+        hosts: vec![("redis".into(), address)],
+        network: Some(network.name().to_owned()),
+        ..Options::default()
+    };
+    let first = start(&ctx, &image, &built, &options);
+    let password = generate(&client(), &first.base_url().unwrap(), 16);
+    // A second app container on the same Redis sees it: the data lives in the external Redis.
+    let second = start(&ctx, &image, &built, &options);
+    let listed = latest(&client(), &second.base_url().unwrap());
+    assert_eq!(listed[0]["senha"], password.as_str());
+    drop((first, second, redis));
+}
+
+#[test]
+fn fake_shop_takes_an_order_on_postgres_and_keeps_it_across_a_restart() {
+    let Some((ctx, image, built)) = built("fake-shop") else { return };
+    let mut stack = start(&ctx, &image, &built, &Options::default());
+    let base = stack.base_url().unwrap();
+    let client = client();
+
+    let shop = client.get(format!("{base}/shop")).send().unwrap();
+    assert_eq!(shop.status(), 200);
+    let added = client.post(format!("{base}/add_to_cart/1")).form(&[("quantity", "2")]).send().unwrap();
+    assert!(added.status().is_redirection() || added.status().is_success(), "add_to_cart answered {}", added.status());
+    let cart = client.get(format!("{base}/cart")).send().unwrap();
+    assert_eq!(cart.status(), 200);
+    let checkout = [
+        ("first_name", "Ada"),
+        ("last_name", "Lovelace"),
+        ("email", "ada@example.com"),
+        ("mobile", "+44 20 7946 0000"),
+        ("address1", "12 Analytical St"),
+        ("address2", ""),
+        ("city", "London"),
+        ("state", "London"),
+        ("country", "UK"),
+        ("zip", "N1 9GU"),
+        ("card_name", "Ada Lovelace"),
+        ("card_number", "4111111111111111"),
+        ("expiry_date", "12/39"),
+        ("cvv", "123"),
+    ];
+    let placed = client.post(format!("{base}/checkout")).form(&checkout).send().unwrap();
+    assert!(placed.status().is_redirection(), "checkout answered {}: {}", placed.status(), placed.text().unwrap_or_default());
+    let confirmation = placed.headers()["location"].to_str().unwrap().to_owned();
+    assert!(confirmation.contains("/order_confirmation/"), "redirected to {confirmation}");
+    let path = confirmation.trim_start_matches(&base).to_owned();
+    let order_number = path.rsplit('/').next().unwrap().to_owned();
+    let page = client.get(format!("{base}{path}")).send().unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().unwrap().contains(&order_number));
+
+    stack.restart().unwrap();
+    let health = image.settings.health.as_ref().unwrap();
+    stack.wait_healthy(health).expect("healthy after a restart");
+    let base = stack.base_url().unwrap();
+    let page = client.get(format!("{base}{path}")).send().unwrap();
+    assert_eq!(page.status(), 200, "the order survives a restart of the app container");
+    assert!(page.text().unwrap().contains(&order_number));
+}
+
+/// Every path in the image's filesystem, with its mode string from `tar -tv`.
+fn filesystem(ctx: &Context, reference: &str) -> Vec<(String, String)> {
+    let sh = &ctx.sh;
+    let container = cmd!(sh, "docker create --label {LABEL}=1 {reference}").quiet().read().unwrap();
+    let listing = duct::cmd!("docker", "export", &container).pipe(duct::cmd!("tar", "-tv")).read();
+    cmd!(sh, "docker rm --force {container}").quiet().ignore_stdout().run().unwrap();
+    listing
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields[5..].join(" "), fields[0].to_owned())
+        })
+        .collect()
+}
+
+fn inspect(ctx: &Context, target: &str, format: &str) -> String {
+    let sh = &ctx.sh;
+    cmd!(sh, "docker inspect --format {format} {target}").quiet().read().unwrap()
+}
+
+fn assert_image_properties(name: &str) {
+    let Some((ctx, image, built)) = built(name) else { return };
+
+    let files = filesystem(&ctx, &built.reference);
+    let forbidden = ["sh", "bash", "dash", "busybox", "apt", "apt-get", "dpkg", "pip", "pip3"];
+    for (path, mode) in &files {
+        let base = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        let base = base.split(" -> ").next().unwrap_or_default();
+        // Directories such as /etc/dpkg (origins) and /var/lib/dpkg (package records) are data.
+        let is_program = !mode.starts_with('d');
+        assert!(!(is_program && forbidden.contains(&base)), "{name}: {path} must not be in a shell-less image");
+        assert!(!base.starts_with("pip3."), "{name}: {path} (pip) must not be in the image");
+        let special = mode.chars().nth(3) == Some('s') || mode.chars().nth(6) == Some('s');
+        assert!(!special, "{name}: {path} is setuid/setgid ({mode})");
+    }
+    assert!(files.iter().any(|(path, _)| path.contains("var/lib/dpkg/status.d/libc6")), "{name}: package records");
+
+    assert_eq!(inspect(&ctx, &built.reference, "{{.Config.User}}"), "65532:65532");
+    assert_eq!(inspect(&ctx, &built.reference, "{{json .Config.Entrypoint}}"), r#"["/usr/local/bin/launcher"]"#);
+    let labels: BTreeMap<String, String> =
+        serde_json::from_str(&inspect(&ctx, &built.reference, "{{json .Config.Labels}}")).unwrap();
+    for key in ["title", "description", "source", "revision", "created", "version", "licenses"] {
+        assert!(labels.contains_key(&format!("org.opencontainers.image.{key}")), "{name}: OCI label {key}");
+    }
+    let head = ctx.read("git", &["rev-parse", "HEAD"]).unwrap();
+    assert_eq!(labels["org.opencontainers.image.revision"], head);
+
+    // Started hardened (read-only root, no capabilities, no-new-privileges): Docker's own health
+    // check, the launcher's probe, must turn healthy.
+    let stack = start(&ctx, &image, &built, &Options::default());
+    let id = stack.app.id().to_owned();
+    assert_eq!(inspect(&ctx, &id, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = inspect(&ctx, &id, "{{.State.Health.Status}}");
+        if status == "healthy" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{name}: docker health status still {status}\n{}", stack.failure_report());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let sh = &ctx.sh;
+    let uids = cmd!(sh, "docker top {id} -o pid,uid").quiet().read().unwrap();
+    for line in uids.lines().skip(1) {
+        let uid = line.split_whitespace().nth(1).unwrap_or_default();
+        assert_eq!(uid, "65532", "{name}: every process runs as 65532 ({line})");
+    }
+
+    let stopping = Instant::now();
+    cmd!(sh, "docker stop {id}").quiet().ignore_stdout().run().unwrap();
+    eprintln!("{name}: docker stop took {:.2}s", stopping.elapsed().as_secs_f64());
+    assert_eq!(inspect(&ctx, &id, "{{.State.ExitCode}}"), "0", "{name}: exit code after docker stop");
+}
+
+#[test]
+fn giropops_image_is_shell_less_non_root_read_only_healthy_and_stops_cleanly() {
+    assert_image_properties("giropops-senhas");
+}
+
+#[test]
+fn fake_shop_image_is_shell_less_non_root_read_only_healthy_and_stops_cleanly() {
+    assert_image_properties("fake-shop");
+}
