@@ -23,6 +23,10 @@ workers = _positive_int_from_env("GUNICORN_WORKERS", 2)
 # Requests mostly wait on Redis, so a few threads per worker cost little and help.
 threads = _positive_int_from_env("GUNICORN_THREADS", 2)
 timeout = 30
+# Import the app once in the master and fork the workers from it: start-up pays for the imports
+# once instead of once per worker. Nothing opens a connection at import time, so no socket is
+# shared across the fork (the connection pools are created empty and are fork-aware).
+preload_app = True
 # Nested shutdown budgets: gunicorn's 5 s graceful timeout < the launcher's 8 s grace before it
 # SIGKILLs < `docker stop`'s 10 s. Each layer then finishes before the one above gives up on it.
 graceful_timeout = 5

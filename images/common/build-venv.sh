@@ -16,3 +16,12 @@ fi
 # Wheels only: the build stage has no compiler, and a wheel is what the hashes in the lock pin.
 python3.13 -m pip --python /opt/venv/bin/python install --quiet --disable-pip-version-check --no-deps \
     --require-hashes --only-binary=:all: -r "$lock"
+
+# Third-party packages ship as bytecode only: a read-only image cannot cache bytecode at run time, and
+# sources beside it would double their size. Tracebacks show no source line for their frames; the
+# app's own code, copied in by the Dockerfile, keeps its sources. Package metadata (dist-info), which
+# scanners read, stays.
+site_packages=/opt/venv/lib/python3.13/site-packages
+python3.13 -m compileall -q -b "$site_packages"
+find "$site_packages" -name '*.py' -delete
+find "$site_packages" -depth -name __pycache__ -exec rm -rf {} +

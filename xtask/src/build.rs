@@ -88,23 +88,6 @@ impl Provenance {
 
 fn build_one(ctx: &Context, builder: &Builder, base: &str, provenance: &Provenance, image: &Image) -> Result<Built> {
     let reference = images::reference(&image.name, &provenance.tag);
-    let context_dir = ctx.root.join(&image.settings.context);
-    let dockerfile = image.dockerfile();
-    let mut args: Vec<String> = Vec::new();
-    if let Builder::Buildx { .. } = builder {
-        args.extend(["buildx".into(), "build".into(), "--load".into()]);
-        // On GitHub Actions the layer cache lives in the Actions cache between runs (XTASK_BUILDX_CACHE=gha).
-        if let Ok(backend) = std::env::var("XTASK_BUILDX_CACHE") {
-            let scope = &image.name;
-            args.extend([
-                format!("--cache-from=type={backend},scope={scope}"),
-                format!("--cache-to=type={backend},scope={scope},mode=max"),
-            ]);
-        }
-    } else {
-        args.push("build".into());
-    }
-    args.extend(["--progress=plain".into(), "--file".into(), path_string(&dockerfile)?, "--tag".into(), reference.clone()]);
     let mut build_args = vec![
         ("DEBIAN_BASE".to_owned(), base.to_owned()),
         ("REVISION".to_owned(), provenance.revision.clone()),
@@ -113,6 +96,55 @@ fn build_one(ctx: &Context, builder: &Builder, base: &str, provenance: &Provenan
         ("SOURCE".to_owned(), provenance.source.clone()),
     ];
     build_args.extend(image.settings.build_args.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let started = Instant::now();
+    docker_build(
+        ctx,
+        builder,
+        &DockerBuild {
+            dockerfile: &image.dockerfile(),
+            context_dir: &ctx.root.join(&image.settings.context),
+            reference: &reference,
+            build_args: &build_args,
+            cache_scope: &image.name,
+        },
+    )?;
+    let build_seconds = started.elapsed().as_secs_f64();
+    let (id, size_bytes) = docker::image_id_and_size(ctx, &reference)?;
+    let record = Built { image: image.name.clone(), reference, id, size_bytes, build_seconds };
+    let record_path = record_path(ctx, &image.name);
+    std::fs::create_dir_all(record_path.parent().unwrap())?;
+    std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)?;
+    Ok(record)
+}
+
+/// One `docker build`: what `build` runs for each image, and `bench` for its baselines.
+pub struct DockerBuild<'a> {
+    pub dockerfile: &'a std::path::Path,
+    pub context_dir: &'a std::path::Path,
+    pub reference: &'a str,
+    pub build_args: &'a [(String, String)],
+    /// Scope of the layer cache kept between CI runs (XTASK_BUILDX_CACHE).
+    pub cache_scope: &'a str,
+}
+
+/// Builds with the chosen builder and the host's CA bundle as a BuildKit secret, streaming the output;
+/// a failure names the Dockerfile and the failing line.
+pub fn docker_build(ctx: &Context, builder: &Builder, build: &DockerBuild) -> Result<()> {
+    let DockerBuild { dockerfile, context_dir, reference, build_args, cache_scope } = *build;
+    let mut args: Vec<String> = Vec::new();
+    if let Builder::Buildx { .. } = builder {
+        args.extend(["buildx".into(), "build".into(), "--load".into()]);
+        // On GitHub Actions the layer cache lives in the Actions cache between runs (XTASK_BUILDX_CACHE=gha).
+        if let Ok(backend) = std::env::var("XTASK_BUILDX_CACHE") {
+            args.extend([
+                format!("--cache-from=type={backend},scope={cache_scope}"),
+                format!("--cache-to=type={backend},scope={cache_scope},mode=max"),
+            ]);
+        }
+    } else {
+        args.push("build".into());
+    }
+    args.extend(["--progress=plain".into(), "--file".into(), path_string(dockerfile)?, "--tag".into(), reference.to_owned()]);
     for (key, value) in build_args {
         args.extend(["--build-arg".into(), format!("{key}={value}")]);
     }
@@ -120,10 +152,9 @@ fn build_one(ctx: &Context, builder: &Builder, base: &str, provenance: &Provenan
         // A BuildKit secret: mounted for the pip step only, never stored in a layer.
         args.extend(["--secret".into(), format!("id=ca-bundle,src={}", path_string(&bundle)?)]);
     }
-    args.push(path_string(&context_dir)?);
+    args.push(path_string(context_dir)?);
 
     eprintln!("xtask: building {reference} ({})", dockerfile.display());
-    let started = Instant::now();
     let cli = builder.cli();
     let reader = duct::cmd(cli, &args)
         .env("DOCKER_BUILDKIT", "1")
@@ -153,13 +184,7 @@ fn build_one(ctx: &Context, builder: &Builder, base: &str, provenance: &Provenan
             .unwrap_or_else(|| tail.back().cloned().unwrap_or_default());
         bail!("the Dockerfile {} failed: {failing}\n  (full build output above)", dockerfile.display());
     }
-    let build_seconds = started.elapsed().as_secs_f64();
-    let (id, size_bytes) = docker::image_id_and_size(ctx, &reference)?;
-    let record = Built { image: image.name.clone(), reference, id, size_bytes, build_seconds };
-    let record_path = record_path(ctx, &image.name);
-    std::fs::create_dir_all(record_path.parent().unwrap())?;
-    std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)?;
-    Ok(record)
+    Ok(())
 }
 
 fn record_path(ctx: &Context, image: &str) -> PathBuf {

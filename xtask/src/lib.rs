@@ -1,5 +1,6 @@
 //! The pipeline stages behind `cargo xtask`, one module each; `main.rs` maps the command line onto them.
 
+pub mod bench;
 pub mod bootstrap;
 pub mod build;
 pub mod ci;

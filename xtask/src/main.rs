@@ -42,6 +42,8 @@ enum Command {
     Release(release::ReleaseArgs),
     /// Verify an image's signature (and SBOM attestation) before deploying it; prints the digest it verified.
     Verify(verify::VerifyArgs),
+    /// Measure the images against common baselines, side by side; writes docs/benchmarks.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -59,5 +61,6 @@ fn main() -> Result<()> {
         Command::Sbom(args) => sbom::run(&ctx, &args),
         Command::Release(args) => release::run(&ctx, &args),
         Command::Verify(args) => verify::run(&ctx, &args),
+        Command::Bench(args) => bench::run(&ctx, &args),
     }
 }

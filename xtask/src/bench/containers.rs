@@ -1,0 +1,121 @@
+//! Time to healthy and `docker stop` time, ours against a Python entrypoint as PID 1.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+
+use super::report::{Figure, Goal, Row, Section, Target, Unit};
+use super::Plan;
+use crate::context::Context;
+use crate::images::{self, Image};
+use crate::stack::{self, Options};
+
+pub const TITLE: &str = "Start and stop";
+
+/// Time-to-healthy targets of issue 7, in seconds.
+const HEALTHY_TARGETS: &[(&str, f64, &str)] = &[("giropops-senhas", 2.0, "≤ 2 s"), ("fake-shop", 4.0, "≤ 4 s")];
+/// The folder under `bench/baselines/` of an image's Python-entrypoint variant: `<image>` + this.
+const ENTRYPOINT_BASELINE_SUFFIX: &str = "-python-entrypoint";
+
+/// What one start-to-stop cycle of a container measured.
+struct Cycle {
+    healthy_seconds: f64,
+    stop_seconds: f64,
+    exit_code: i64,
+}
+
+pub fn measure(ctx: &Context, plan: &Plan) -> Result<Section> {
+    let mut section = Section::new(
+        TITLE,
+        "the image as built, the launcher as PID 1",
+        "the same image with the usual distroless workaround as PID 1, a Python `entrypoint.py` that \
+         prepares and then runs gunicorn as a subprocess (`bench/baselines/<image>-python-entrypoint`), \
+         for the images that have one",
+        "Each round starts the image hardened (read-only root, no capabilities) with its companions through \
+         `xtask::stack`, times from `docker run` to the first expected answer of the health endpoint, then \
+         times `docker stop` (its default 10 s before SIGKILL). Ours and the baseline alternate.",
+    );
+    for image in images::select(ctx, &[])? {
+        let health = image.settings.health.as_ref().with_context(|| format!("image {} has no [health]", image.name))?;
+        let ours = crate::build::current(ctx, &image.name)?.reference;
+        let baseline_folder = format!("{}{ENTRYPOINT_BASELINE_SUFFIX}", image.name);
+        let baseline_dir = ctx.root.join("bench").join("baselines").join(&baseline_folder);
+        let baseline = if baseline_dir.is_dir() {
+            Some(super::build_baseline(ctx, &baseline_folder, &baseline_dir, &[("IMAGE".to_owned(), ours.clone())])?)
+        } else {
+            None
+        };
+        let mut ours_cycles = Vec::new();
+        let mut baseline_cycles = Vec::new();
+        for round in 0..plan.rounds {
+            let mut order: Vec<(&str, &mut Vec<Cycle>)> = vec![(ours.as_str(), &mut ours_cycles)];
+            if let Some(baseline) = &baseline {
+                order.push((baseline.as_str(), &mut baseline_cycles));
+            }
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for (reference, cycles) in order {
+                let cycle = start_and_stop(ctx, &image, reference, health)
+                    .with_context(|| format!("round {} of {reference}", round + 1))?;
+                eprintln!(
+                    "bench: {reference}: healthy after {:.2}s, stopped in {:.2}s (exit code {})",
+                    cycle.healthy_seconds, cycle.stop_seconds, cycle.exit_code
+                );
+                cycles.push(cycle);
+            }
+        }
+        let figure = |cycles: &[Cycle], pick: fn(&Cycle) -> f64| Figure::of(&cycles.iter().map(pick).collect::<Vec<_>>());
+        let mut healthy = Row::new(
+            format!("{}: time to healthy", image.name),
+            Unit::Seconds,
+            figure(&ours_cycles, |cycle| cycle.healthy_seconds),
+            figure(&baseline_cycles, |cycle| cycle.healthy_seconds),
+        );
+        if let Some((_, limit, text)) = HEALTHY_TARGETS.iter().find(|(name, _, _)| *name == image.name) {
+            healthy = healthy.with_target(Target::new(text, &[Goal::AtMost(*limit)]));
+        }
+        section.rows.push(healthy);
+        section.rows.push(
+            Row::new(
+                format!("{}: docker stop", image.name),
+                Unit::Seconds,
+                figure(&ours_cycles, |cycle| cycle.stop_seconds),
+                figure(&baseline_cycles, |cycle| cycle.stop_seconds),
+            )
+            .with_target(Target::new("< 1 s", &[Goal::Below(1.0)])),
+        );
+        section.notes.push(format!(
+            "{}: exit codes after `docker stop`: ours {}{}",
+            image.name,
+            exit_codes(&ours_cycles),
+            if baseline_cycles.is_empty() { String::new() } else { format!(", baseline {}", exit_codes(&baseline_cycles)) },
+        ));
+    }
+    section.notes.push(
+        "Exit code 137 is the SIGKILL that `docker stop` sends after 10 s: a Python PID 1 without a \
+         signal handler ignores SIGTERM (the kernel drops default-action signals to a namespace's init)."
+            .to_owned(),
+    );
+    Ok(section)
+}
+
+fn exit_codes(cycles: &[Cycle]) -> String {
+    let codes: Vec<String> = cycles.iter().map(|cycle| cycle.exit_code.to_string()).collect();
+    codes.join(", ")
+}
+
+fn start_and_stop(ctx: &Context, image: &Image, reference: &str, health: &images::Health) -> Result<Cycle> {
+    let running = stack::start(ctx, image, reference, &Options::default())?;
+    let healthy_seconds = running.wait_healthy(health)?.as_secs_f64();
+    let id = running.app.id().to_owned();
+    let started = Instant::now();
+    let output = Command::new("docker").args(["stop", &id]).output().context("running `docker stop`")?;
+    let stop_seconds = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!("`docker stop {id}` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let exit_code = running.app.exit_code().ok().flatten().unwrap_or(-1);
+    Ok(Cycle { healthy_seconds, stop_seconds, exit_code })
+}

@@ -1,0 +1,251 @@
+//! Wall time of the main job: cold (no build cache), warm (nothing changed), incremental (one app
+//! template changed), with the time of each step.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+
+use super::report::{Figure, Goal, Row, Section, Target, Unit};
+use super::Plan;
+use crate::ci::{self, CiArgs};
+use crate::context::Context;
+use crate::images;
+
+pub const TITLE: &str = "Pipeline";
+
+/// The file changed for the incremental run: an app template, which only the app's last layers contain.
+const CHANGED_FILE: &str = "apps/giropops-senhas/giropops/templates/base.html";
+/// Appended and removed again: a Jinja comment renders to nothing.
+const HARMLESS_CHANGE: &str = "{# cargo xtask bench: incremental build #}\n";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Job {
+    /// `cargo xtask ci --skip-tests`, in this process.
+    Ci,
+    /// `cargo xtask build` + `healthcheck`, when ci cannot run here (its supply-chain tools missing).
+    BuildAndHealthcheck,
+}
+
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Job::Ci => "`cargo xtask ci --skip-tests`",
+            Job::BuildAndHealthcheck => "`cargo xtask build` + `cargo xtask healthcheck`",
+        }
+    }
+}
+
+struct Timing {
+    label: String,
+    seconds: f64,
+    steps: Vec<(String, f64)>,
+}
+
+struct Runner<'a> {
+    ctx: &'a Context,
+    job: Job,
+    notes: Vec<String>,
+    timings: Vec<Timing>,
+}
+
+impl Runner<'_> {
+    /// Times one run of the job; when ci cannot run at all, falls back to build + healthcheck for
+    /// this run and every later one, and says so.
+    fn time(&mut self, label: &str) -> Result<f64> {
+        eprintln!("bench: pipeline, {label}: {}", self.job.name());
+        let timing = match self.run_job(label) {
+            Err(error) if self.job == Job::Ci => {
+                self.notes.push(format!(
+                    "`cargo xtask ci` could not run here ({error:#}); measured {} instead.",
+                    Job::BuildAndHealthcheck.name()
+                ));
+                self.job = Job::BuildAndHealthcheck;
+                self.run_job(label)?
+            }
+            other => other?,
+        };
+        eprintln!("bench: pipeline, {label}: {:.1}s", timing.seconds);
+        let seconds = timing.seconds;
+        self.timings.push(timing);
+        Ok(seconds)
+    }
+
+    fn run_job(&mut self, label: &str) -> Result<Timing> {
+        let ctx = self.ctx;
+        let started = Instant::now();
+        let steps = match self.job {
+            Job::Ci => {
+                let summary = ci::run(ctx, &CiArgs { skip_tests: true, ..Default::default() })?;
+                if !summary.passed {
+                    let failed: Vec<String> = summary
+                        .steps
+                        .iter()
+                        .filter(|step| !step.passed)
+                        .map(|step| step.name.clone())
+                        .chain(summary.images.iter().filter_map(|image| {
+                            image.failure.as_ref().map(|failure| format!("{}: {}", image.image, failure.lines().next().unwrap_or_default()))
+                        }))
+                        .collect();
+                    self.notes.push(format!("{label}: the job ran to its end but did not pass ({}).", failed.join("; ")));
+                }
+                summary.steps.iter().map(|step| (step.name.clone(), step.seconds)).collect()
+            }
+            Job::BuildAndHealthcheck => {
+                let build_started = Instant::now();
+                crate::build::build_all(ctx, &images::with_companions(ctx, &[])?)?;
+                let build_seconds = build_started.elapsed().as_secs_f64();
+                let check_started = Instant::now();
+                for image in images::select(ctx, &[])? {
+                    let built = crate::build::current(ctx, &image.name)?;
+                    crate::healthcheck::check(ctx, &image, &built)?;
+                }
+                vec![("build".to_owned(), build_seconds), ("healthcheck".to_owned(), check_started.elapsed().as_secs_f64())]
+            }
+        };
+        Ok(Timing { label: label.to_owned(), seconds: started.elapsed().as_secs_f64(), steps })
+    }
+}
+
+/// Puts a file back byte for byte when dropped, also when a run in between fails.
+struct Restore {
+    path: PathBuf,
+    original: Vec<u8>,
+}
+
+impl Restore {
+    fn append(path: PathBuf, addition: &str) -> Result<Self> {
+        let original = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut changed = original.clone();
+        changed.extend_from_slice(addition.as_bytes());
+        std::fs::write(&path, changed).with_context(|| format!("changing {}", path.display()))?;
+        Ok(Restore { path, original })
+    }
+
+    fn restore(&self) -> Result<()> {
+        std::fs::write(&self.path, &self.original).with_context(|| format!("restoring {}", self.path.display()))
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Err(error) = self.restore() {
+            eprintln!("bench: {error:#}: restore it with `git checkout -- {}`", self.path.display());
+        }
+    }
+}
+
+pub fn measure(ctx: &Context, plan: &Plan) -> Result<Section> {
+    let mut runner = Runner { ctx, job: Job::Ci, notes: Vec::new(), timings: Vec::new() };
+    let cold = if plan.quick {
+        None
+    } else {
+        eprintln!("bench: emptying the build cache (docker builder prune -af) for the cold run");
+        let sh = &ctx.sh;
+        xshell::cmd!(sh, "docker builder prune -af").quiet().ignore_stdout().run().context("docker builder prune -af")?;
+        Some(runner.time("cold")?)
+    };
+    let warm = runner.time("warm")?;
+    let change = Restore::append(ctx.root.join(CHANGED_FILE), HARMLESS_CHANGE)?;
+    let changed = runner.time("incremental (change)")?;
+    change.restore()?;
+    // Undoing the change is a one-file change too, and leaves the images matching the checkout again.
+    let restored = runner.time("incremental (undo)")?;
+    drop(change);
+
+    let mut section = Section::new(
+        TITLE,
+        &format!("{} in this process", runner.job.name()),
+        "none (absolute wall times)",
+        &format!(
+            "Cold: after `docker builder prune -af` (the Debian base image stays: it is an image, not cache){}. \
+             Warm: again with nothing changed. Incremental: after appending a Jinja comment to `{CHANGED_FILE}`, \
+             and again after removing it (two samples).",
+            if plan.quick { "; not run with --quick" } else { "" }
+        ),
+    );
+    section.rows.push(Row::new("cold (no build cache)", Unit::Seconds, cold.map(Figure::single), None));
+    section.rows.push(
+        Row::new("warm (nothing changed)", Unit::Seconds, Some(Figure::single(warm)), None)
+            .with_target(Target::new("≤ 60 s", &[Goal::AtMost(60.0)])),
+    );
+    section.rows.push(
+        Row::new("incremental (one app template changed)", Unit::Seconds, Figure::of(&[changed, restored]), None)
+            .with_target(Target::new("≤ 90 s", &[Goal::AtMost(90.0)])),
+    );
+    section.notes = runner.notes;
+    section.extra = steps_table(&runner.timings);
+    Ok(section)
+}
+
+/// Seconds of each step (rows) in each run (columns).
+fn steps_table(timings: &[Timing]) -> String {
+    let mut steps: Vec<&str> = Vec::new();
+    for timing in timings {
+        for (step, _) in &timing.steps {
+            if !steps.contains(&step.as_str()) {
+                steps.push(step);
+            }
+        }
+    }
+    let mut out = String::from("Time of each step:\n\n| step |");
+    for timing in timings {
+        let _ = write!(out, " {} |", timing.label);
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(timings.len()));
+    out.push('\n');
+    for step in steps {
+        let _ = write!(out, "| {step} |");
+        for timing in timings {
+            match timing.steps.iter().find(|(name, _)| name == step) {
+                Some((_, seconds)) => {
+                    let _ = write!(out, " {seconds:.1} s |");
+                }
+                None => out.push_str(" - |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str("| **total** |");
+    for timing in timings {
+        let _ = write!(out, " **{:.1} s** |", timing.seconds);
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_table_lines_up_runs_and_steps() {
+        let timings = vec![
+            Timing { label: "cold".into(), seconds: 100.0, steps: vec![("build".into(), 90.0), ("scan".into(), 9.5)] },
+            Timing { label: "warm".into(), seconds: 20.0, steps: vec![("build".into(), 12.0)] },
+        ];
+        let table = steps_table(&timings);
+        assert!(table.contains("| step | cold | warm |\n|---|---:|---:|\n"), "{table}");
+        assert!(table.contains("| build | 90.0 s | 12.0 s |"), "{table}");
+        assert!(table.contains("| scan | 9.5 s | - |"), "{table}");
+        assert!(table.contains("| **total** | **100.0 s** | **20.0 s** |"), "{table}");
+    }
+
+    #[test]
+    fn a_changed_file_is_restored_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("base.html");
+        let original = b"<html>\n{% block body %}{% endblock %}\n</html>"; // no final newline, on purpose
+        std::fs::write(&path, original).unwrap();
+        {
+            let change = Restore::append(path.clone(), HARMLESS_CHANGE).unwrap();
+            assert!(std::fs::read_to_string(&path).unwrap().ends_with(HARMLESS_CHANGE));
+            change.restore().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), original);
+            Restore::append(path.clone(), HARMLESS_CHANGE).unwrap();
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), original, "dropping the guard restores too");
+    }
+}
