@@ -88,14 +88,20 @@ impl Provenance {
 
 fn build_one(ctx: &Context, builder: &Builder, base: &str, provenance: &Provenance, image: &Image) -> Result<Built> {
     let reference = images::reference(&image.name, &provenance.tag);
-    let mut build_args = vec![
-        ("DEBIAN_BASE".to_owned(), base.to_owned()),
-        ("REVISION".to_owned(), provenance.revision.clone()),
-        ("CREATED".to_owned(), provenance.created.clone()),
-        ("VERSION".to_owned(), provenance.version.clone()),
-        ("SOURCE".to_owned(), provenance.source.clone()),
-    ];
+    let mut build_args = vec![("DEBIAN_BASE".to_owned(), base.to_owned())];
     build_args.extend(image.settings.build_args.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let labels: Vec<(String, String)> = [
+        ("title", image.name.as_str()),
+        ("description", image.settings.description.as_str()),
+        ("source", provenance.source.as_str()),
+        ("revision", provenance.revision.as_str()),
+        ("created", provenance.created.as_str()),
+        ("version", provenance.version.as_str()),
+        ("licenses", image.settings.licenses.as_str()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (format!("org.opencontainers.image.{key}"), value.to_owned()))
+    .collect();
     let started = Instant::now();
     docker_build(
         ctx,
@@ -105,6 +111,7 @@ fn build_one(ctx: &Context, builder: &Builder, base: &str, provenance: &Provenan
             context_dir: &ctx.root.join(&image.settings.context),
             reference: &reference,
             build_args: &build_args,
+            labels: &labels,
             cache_scope: &image.name,
         },
     )?;
@@ -123,6 +130,7 @@ pub struct DockerBuild<'a> {
     pub context_dir: &'a std::path::Path,
     pub reference: &'a str,
     pub build_args: &'a [(String, String)],
+    pub labels: &'a [(String, String)],
     /// Scope of the layer cache kept between CI runs (XTASK_BUILDX_CACHE).
     pub cache_scope: &'a str,
 }
@@ -130,7 +138,7 @@ pub struct DockerBuild<'a> {
 /// Builds with the chosen builder and the host's CA bundle as a BuildKit secret, streaming the output;
 /// a failure names the Dockerfile and the failing line.
 pub fn docker_build(ctx: &Context, builder: &Builder, build: &DockerBuild) -> Result<()> {
-    let DockerBuild { dockerfile, context_dir, reference, build_args, cache_scope } = *build;
+    let DockerBuild { dockerfile, context_dir, reference, build_args, labels, cache_scope } = *build;
     let mut args: Vec<String> = Vec::new();
     if let Builder::Buildx { .. } = builder {
         args.extend(["buildx".into(), "build".into(), "--load".into()]);
@@ -147,6 +155,9 @@ pub fn docker_build(ctx: &Context, builder: &Builder, build: &DockerBuild) -> Re
     args.extend(["--progress=plain".into(), "--file".into(), path_string(dockerfile)?, "--tag".into(), reference.to_owned()]);
     for (key, value) in build_args {
         args.extend(["--build-arg".into(), format!("{key}={value}")]);
+    }
+    for (key, value) in labels {
+        args.extend(["--label".into(), format!("{key}={value}")]);
     }
     if let Some(bundle) = ca_bundle() {
         // A BuildKit secret: mounted for the pip step only, never stored in a layer.

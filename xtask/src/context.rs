@@ -39,3 +39,16 @@ impl Context {
             .with_context(|| format!("running `{program} {}`", args.join(" ")))
     }
 }
+
+/// An error with all its sources on one line: some libraries (reqwest, bollard) leave the cause
+/// (connection refused, DNS, TLS) out of their own message.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

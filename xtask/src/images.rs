@@ -25,6 +25,9 @@ pub struct Settings {
     pub context: PathBuf,
     #[serde(default)]
     pub build_args: BTreeMap<String, String>,
+    /// SPDX expression for the OCI `licenses` label.
+    #[serde(default = "default_licenses")]
+    pub licenses: String,
     /// The port the app listens on inside the container.
     pub port: u16,
     /// The HTTP endpoint that says the app is up; images without one (a database) are waited for on `port`.
@@ -71,6 +74,9 @@ pub struct Companion {
 
 fn default_context() -> PathBuf {
     PathBuf::from(".")
+}
+fn default_licenses() -> String {
+    "Apache-2.0".to_owned()
 }
 fn default_status() -> u16 {
     200

@@ -208,7 +208,7 @@ impl<'a> Session<'a> {
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        request.send().map_err(|error| unreachable(&self.reference.registry, causes(&error)))
+        request.send().map_err(|error| unreachable(&self.reference.registry, crate::context::error_chain(&error)))
     }
 
     /// The Authorization header for a challenge: the distribution token flow, with the credentials `docker login`
@@ -235,7 +235,7 @@ impl<'a> Session<'a> {
         if let Some(auth) = credentials {
             request = request.header("Authorization", format!("Basic {auth}"));
         }
-        let response = request.send().map_err(|error| unreachable(realm, causes(&error)))?;
+        let response = request.send().map_err(|error| unreachable(realm, crate::context::error_chain(&error)))?;
         if response.status() != 200 {
             bail!("the token service of registry {registry} ({realm}) answered HTTP {}", response.status());
         }
@@ -261,18 +261,6 @@ impl<'a> Session<'a> {
 }
 
 type Response = reqwest::blocking::Response;
-
-/// An error with its sources: reqwest's own message omits the cause (connection refused, DNS, TLS).
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 pub fn unreachable(registry: &str, error: impl fmt::Display) -> anyhow::Error {
     anyhow::anyhow!(

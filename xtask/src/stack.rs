@@ -150,7 +150,17 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
         request = request.with_host(host, Host::Addr(address));
     }
     let started = Instant::now();
-    let app = request.start().with_context(|| format!("starting {reference}"))?;
+    let app = request.start().map_err(|error| {
+        let message = format!("{error:#}");
+        if message.contains("address already in use") {
+            anyhow::anyhow!(
+                "starting {reference}: a host port it needs is already in use ({message}); stop what listens \
+                 there (`ss -ltnp`) or the container that holds it (`docker ps`)"
+            )
+        } else {
+            anyhow::anyhow!("starting {reference}: {message}")
+        }
+    })?;
     Ok(Stack { app, _companions: companions, _network: owned_network, network_name, port: image.settings.port, started })
 }
 
@@ -186,7 +196,7 @@ impl Stack {
             match client.get(&url).send() {
                 Ok(response) if response.status().as_u16() == health.status => return Ok(self.started.elapsed()),
                 Ok(response) => last = format!("answered {}", response.status()),
-                Err(error) => last = error_chain(&error),
+                Err(error) => last = crate::context::error_chain(&error),
             }
             if !self.app.is_running().unwrap_or(false) {
                 bail!("the container exited before it was healthy\n{}", self.failure_report());
@@ -255,15 +265,4 @@ fn random_hex(bytes: usize) -> Result<String> {
     let mut buffer = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buffer)?;
     Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

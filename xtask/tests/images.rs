@@ -172,6 +172,41 @@ fn fake_shop_takes_an_order_on_postgres_and_keeps_it_across_a_restart() {
     assert!(page.text().unwrap().contains(&order_number));
 }
 
+/// The CA bundle a build hands to pip as a BuildKit secret must not land in any layer: no file of
+/// the image may have its content.
+fn assert_build_secret_not_in_image(ctx: &Context, name: &str, reference: &str) {
+    use sha2::{Digest, Sha256};
+    let bundle = ["SSL_CERT_FILE", "PIP_CERT"]
+        .iter()
+        .filter_map(|var| std::env::var_os(var))
+        .map(std::path::PathBuf::from)
+        .chain([std::path::PathBuf::from("/etc/ssl/certs/ca-certificates.crt")])
+        .find(|path| path.is_file())
+        .expect("a CA bundle on the host");
+    let secret = std::fs::read(&bundle).unwrap();
+    let secret_digest = Sha256::digest(&secret);
+    let sh = &ctx.sh;
+    let container = cmd!(sh, "docker create --label {LABEL}=1 {reference}").quiet().read().unwrap();
+    let exported = duct::cmd!("docker", "export", &container).reader().unwrap();
+    let mut archive = tar::Archive::new(exported);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().size().unwrap_or(0) != secret.len() as u64 {
+            continue;
+        }
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        // The image's own bundle comes from Debian's ca-certificates; on a host without extra CAs it can
+        // equal the host's bundle byte for byte without anything having leaked.
+        if path == "etc/ssl/certs/ca-certificates.crt" {
+            continue;
+        }
+        assert_ne!(Sha256::digest(&content), secret_digest, "{name}: {path} is the build's CA bundle secret");
+    }
+    cmd!(sh, "docker rm --force {container}").quiet().ignore_stdout().run().unwrap();
+}
+
 /// Every path in the image's filesystem, with its mode string from `tar -tv`.
 fn filesystem(ctx: &Context, reference: &str) -> Vec<(String, String)> {
     let sh = &ctx.sh;
@@ -209,6 +244,7 @@ fn assert_image_properties(name: &str) {
         assert!(!special, "{name}: {path} is setuid/setgid ({mode})");
     }
     assert!(files.iter().any(|(path, _)| path.contains("var/lib/dpkg/status.d/libc6")), "{name}: package records");
+    assert_build_secret_not_in_image(&ctx, name, &built.reference);
 
     assert_eq!(inspect(&ctx, &built.reference, "{{.Config.User}}"), "65532:65532");
     assert_eq!(inspect(&ctx, &built.reference, "{{json .Config.Entrypoint}}"), r#"["/usr/local/bin/launcher"]"#);

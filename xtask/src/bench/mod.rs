@@ -71,6 +71,9 @@ impl Plan {
     }
 }
 
+/// One comparison: measures and returns its section of the page.
+type Measure = fn(&Context, &Plan) -> Result<Section>;
+
 pub fn run(ctx: &Context, args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
     let plan = Plan::new(args.quick);
@@ -92,7 +95,7 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> Result<()> {
     let everything = images::with_companions(ctx, &[])?;
     crate::build::build_all(ctx, &everything).context("bench: building the images to compare")?;
 
-    let comparisons: [(Comparison, &str, fn(&Context, &Plan) -> Result<Section>); 5] = [
+    let comparisons: [(Comparison, &str, Measure); 5] = [
         (Comparison::Size, sizes::TITLE, sizes::measure),
         (Comparison::Containers, containers::TITLE, containers::measure),
         (Comparison::Launcher, init::TITLE, init::measure),
@@ -237,6 +240,7 @@ fn build_baseline(ctx: &Context, folder: &str, context_dir: &Path, build_args: &
             context_dir,
             reference: &reference,
             build_args,
+            labels: &[],
             cache_scope: &format!("bench-{folder}"),
         },
     )

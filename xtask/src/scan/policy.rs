@@ -203,11 +203,11 @@ impl Decision {
         let threshold = policy.describe_threshold();
         let mut lines = Vec::new();
         if self.passed() {
-            lines.push(format!("scan gate passed for {image}: no {threshold} finding and no secret"));
+            lines.push(format!("scan gate passed for {image}: no finding at {threshold}, no secret"));
         } else {
             let mut reasons = Vec::new();
             if !self.failing.is_empty() {
-                reasons.push(format!("{} {threshold} finding(s)", self.failing.len()));
+                reasons.push(format!("{} finding(s) at {threshold}", self.failing.len()));
             }
             if !self.secrets.is_empty() {
                 reasons.push(format!("{} secret(s) in the image (secrets always fail)", self.secrets.len()));

@@ -81,7 +81,8 @@ fn flask_2_2_2_fails_the_gate_naming_cve_2023_30861() {
     assert!(outcome.message.contains("FAILED"), "{}", outcome.message);
     let flask: Vec<_> = outcome.decisive.iter().filter(|finding| finding.id == "CVE-2023-30861").collect();
     assert_eq!(flask.len(), 1, "{:?}", outcome.decisive);
-    assert_eq!((flask[0].package.as_str(), flask[0].installed.as_str()), ("flask", "2.2.2"));
+    assert!(flask[0].package.eq_ignore_ascii_case("flask"), "{:?}", flask[0]);
+    assert_eq!(flask[0].installed, "2.2.2");
     assert!(flask[0].fixed.contains("2.2.5") && flask[0].fixed.contains("2.3.2"), "{:?}", flask[0]);
     assert!(table(&outcome.decisive).contains("CVE-2023-30861"));
 
@@ -108,7 +109,8 @@ fn an_allow_list_entry_expiring_in_the_future_lets_it_pass() {
     let outcome = scan(&ctx, "test-flask-2.2.2-allowed", &policy);
     assert!(outcome.passed, "{}", outcome.message);
     assert!(outcome.decisive.is_empty());
-    assert!(outcome.message.contains(&format!("excused until {next_year}: CVE-2023-30861 in flask")), "{}", outcome.message);
+    let expected = format!("excused until {next_year}: cve-2023-30861 in flask");
+    assert!(outcome.message.to_lowercase().contains(&expected), "{}", outcome.message);
 }
 
 #[test]
