@@ -58,6 +58,8 @@ find usr/lib/python3.13 -depth -name __pycache__ -exec rm -rf {} + 2>/dev/null |
 if [ -x usr/bin/python3.13 ]; then
     chroot "$ROOTFS" /usr/bin/python3.13 -m compileall -q -b /usr/lib/python3.13 >/dev/null
     find usr/lib/python3.13 -name '*.py' -delete
+    # What the compiler's own imports cached in the usual place is a second copy.
+    find usr/lib/python3.13 -depth -name __pycache__ -exec rm -rf {} +
 fi
 
 # The non-root user of distroless images, and a world-writable /tmp for read-only deployments that mount none.

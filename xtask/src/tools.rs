@@ -114,10 +114,7 @@ const SYFT: Pin = Pin {
 const REGISTRY: Pin = Pin {
     binary: "registry",
     version: "3.1.2",
-    build: Build::Install {
-        package: "github.com/distribution/distribution/v3/cmd/registry",
-        module_version: "v3.1.2",
-    },
+    build: Build::Install { package: "github.com/distribution/distribution/v3/cmd/registry", module_version: "v3.1.2" },
     version_variable: None,
     version_args: Some(&["--version"]),
     go_experiment: "",
@@ -204,7 +201,9 @@ fn recipe(ctx: &Context, pin: &Pin) -> Result<String> {
     let mut recipe =
         format!("{} {}\nldflags: {}\nGOEXPERIMENT={}\n", pin.binary, pin.version, ldflags(pin), pin.go_experiment);
     match pin.build {
-        Build::Install { package, module_version } => recipe.push_str(&format!("go install {package}@{module_version}\n")),
+        Build::Install { package, module_version } => {
+            recipe.push_str(&format!("go install {package}@{module_version}\n"))
+        }
         Build::Module { dir, package } => {
             let mut hasher = Sha256::new();
             for file in ["go.mod", "go.sum"] {
@@ -286,7 +285,10 @@ fn build(ctx: &Context, pin: &Pin, go: &Path, output: &Path) -> Result<()> {
     let built = staging.join(pin.binary);
     let ldflags = format!("-ldflags={}", ldflags(pin));
     let started = Instant::now();
-    eprintln!("xtask: building {} {} with Go (minutes on a cold Go cache, seconds afterwards)", pin.binary, pin.version);
+    eprintln!(
+        "xtask: building {} {} with Go (minutes on a cold Go cache, seconds afterwards)",
+        pin.binary, pin.version
+    );
     match pin.build {
         Build::Install { package, module_version } => {
             let target = format!("{package}@{module_version}");
@@ -309,9 +311,11 @@ fn build(ctx: &Context, pin: &Pin, go: &Path, output: &Path) -> Result<()> {
                 .with_context(|| format!("`go build {package}` in {dir} failed"))?;
         }
     }
-    std::fs::rename(&built, output)
-        .with_context(|| format!("the build did not produce {} (moving it to {})", built.display(), output.display()))?;
-    let size = std::fs::metadata(output).with_context(|| format!("the build did not produce {}", output.display()))?.len();
+    std::fs::rename(&built, output).with_context(|| {
+        format!("the build did not produce {} (moving it to {})", built.display(), output.display())
+    })?;
+    let size =
+        std::fs::metadata(output).with_context(|| format!("the build did not produce {}", output.display()))?.len();
     eprintln!(
         "xtask: built {} {} in {:.0?} ({:.1} MiB) at {}",
         pin.binary,

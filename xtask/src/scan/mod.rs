@@ -89,17 +89,14 @@ pub fn scan_reference(
     let out = output_dir(ctx, name)?;
     let report_path = out.join("trivy.json");
     let sarif_path = out.join("trivy.sarif");
-    run_trivy(ctx, reference, &out, &report_path, database).with_context(|| format!("scanning {name} ({reference})"))?;
+    run_trivy(ctx, reference, &out, &report_path, database)
+        .with_context(|| format!("scanning {name} ({reference})"))?;
     let report = report::read(&report_path).with_context(|| format!("scanning {name}"))?;
     convert_to_sarif(ctx, &report_path, &sarif_path).with_context(|| format!("scanning {name}"))?;
 
     let decision = policy.evaluate(&report, Date::today());
-    let decisive: Vec<Finding> = decision
-        .failing
-        .iter()
-        .map(|(finding, _)| finding.clone())
-        .chain(decision.secrets.iter().cloned())
-        .collect();
+    let decisive: Vec<Finding> =
+        decision.failing.iter().map(|(finding, _)| finding.clone()).chain(decision.secrets.iter().cloned()).collect();
     let outcome = ScanOutcome {
         image: name.to_owned(),
         reference: reference.to_owned(),
@@ -191,7 +188,14 @@ pub fn table(findings: &[Finding]) -> String {
                 title = title.chars().take(TITLE_WIDTH - 1).collect::<String>() + "…";
             }
             let fixed = if finding.fixed.is_empty() { "-".to_owned() } else { finding.fixed.clone() };
-            [finding.id.clone(), finding.package.clone(), finding.installed.clone(), fixed, finding.severity.to_string(), title]
+            [
+                finding.id.clone(),
+                finding.package.clone(),
+                finding.installed.clone(),
+                fixed,
+                finding.severity.to_string(),
+                title,
+            ]
         })
         .collect();
     let mut widths = header.map(str::len);

@@ -145,7 +145,8 @@ impl Policy {
 
 impl AllowEntry {
     fn matches(&self, id: &str, package: &str) -> bool {
-        self.id.eq_ignore_ascii_case(id) && self.package.as_deref().is_none_or(|wanted| wanted.eq_ignore_ascii_case(package))
+        self.id.eq_ignore_ascii_case(id)
+            && self.package.as_deref().is_none_or(|wanted| wanted.eq_ignore_ascii_case(package))
     }
 
     fn describe(&self) -> String {
@@ -162,7 +163,10 @@ fn validate(entries: &[AllowEntry]) -> Result<()> {
             bail!("an [[allow]] entry has an empty `id`: give the vulnerability ID it accepts");
         }
         if entry.reason.trim().is_empty() {
-            bail!("the [[allow]] entry for {} has an empty `reason`: say why the finding is accepted", entry.describe());
+            bail!(
+                "the [[allow]] entry for {} has an empty `reason`: say why the finding is accepted",
+                entry.describe()
+            );
         }
     }
     Ok(())
@@ -367,7 +371,12 @@ mod tests {
     }
 
     fn allow(id: &str, package: Option<&str>, expires: &str) -> AllowEntry {
-        AllowEntry { id: id.into(), package: package.map(Into::into), reason: "accepted for the test".into(), expires: date(expires) }
+        AllowEntry {
+            id: id.into(),
+            package: package.map(Into::into),
+            reason: "accepted for the test".into(),
+            expires: date(expires),
+        }
     }
 
     const TODAY: &str = "2026-06-15";
@@ -437,7 +446,11 @@ mod tests {
     #[test]
     fn secrets_always_fail() {
         let report = report_with(&[], true);
-        let anything_goes = Policy { min_severity: Severity::Critical, only_fixed: true, allow: vec![allow("aws-access-key-id", None, "2099-01-01")] };
+        let anything_goes = Policy {
+            min_severity: Severity::Critical,
+            only_fixed: true,
+            allow: vec![allow("aws-access-key-id", None, "2099-01-01")],
+        };
         let decision = anything_goes.evaluate(&report, date(TODAY));
         assert!(!decision.passed());
         assert_eq!(decision.secrets[0].id, "aws-access-key-id");
@@ -474,9 +487,11 @@ mod tests {
 
         let unknown = Policy::parse("min_severity = \"HIGH\"\nseverity_threshold = 3").unwrap_err();
         assert!(format!("{unknown:#}").contains("unknown field"), "{unknown:#}");
-        let bad_date = Policy::parse("[[allow]]\nid = \"CVE-1\"\nreason = \"r\"\nexpires = \"2026-02-30\"").unwrap_err();
+        let bad_date =
+            Policy::parse("[[allow]]\nid = \"CVE-1\"\nreason = \"r\"\nexpires = \"2026-02-30\"").unwrap_err();
         assert!(format!("{bad_date:#}").contains("2026-02-30"), "{bad_date:#}");
-        let no_reason = Policy::parse("[[allow]]\nid = \"CVE-1\"\nreason = \" \"\nexpires = \"2026-02-28\"").unwrap_err();
+        let no_reason =
+            Policy::parse("[[allow]]\nid = \"CVE-1\"\nreason = \" \"\nexpires = \"2026-02-28\"").unwrap_err();
         assert!(format!("{no_reason:#}").contains("empty `reason`"), "{no_reason:#}");
     }
 

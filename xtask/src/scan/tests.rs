@@ -150,7 +150,8 @@ fn a_real_trivy_report_is_read_into_typed_structs() {
     assert_eq!(flask.fixed_version, "2.3.2, 2.2.5");
     assert!(flask.title.as_deref().unwrap_or_default().contains("Vary: Cookie"));
     assert_eq!((report.package_count("os-pkgs"), report.package_count("lang-pkgs")), (1, 1));
-    let (debian, openssl) = report.vulnerabilities().find(|(target, _)| target.class == "os-pkgs").expect("Debian finding");
+    let (debian, openssl) =
+        report.vulnerabilities().find(|(target, _)| target.class == "os-pkgs").expect("Debian finding");
     assert!(debian.target.contains("debian 13"), "{}", debian.target);
     assert_eq!((openssl.vulnerability_id.as_str(), openssl.pkg_name.as_str()), ("CVE-2025-15467", "libssl3t64"));
 }
