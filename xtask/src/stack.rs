@@ -1,8 +1,9 @@
 //! An image running with what its settings say it needs beside it, through testcontainers.
 //!
 //! Used by `cargo xtask healthcheck` and by the image integration tests. Every container and network
-//! started here carries the label [`LABEL`]; a run that was killed leaves them behind, and the next
-//! run sweeps them before it starts anything.
+//! started here carries the label [`LABEL`] with the id of the process that started it; a run that was
+//! killed leaves them behind, and the next run sweeps those whose process is gone (runs still going on
+//! beside it keep theirs).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -46,22 +47,50 @@ pub struct Stack {
     started: Instant,
 }
 
+/// The label value for what this process starts: `<host>/<pid>`, so that a sweep can tell whether the
+/// process that started a container is still running.
+pub fn owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}/{}", host.trim(), std::process::id())
+}
+
+fn owner_is_gone(owner: &str) -> bool {
+    let this_host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    match owner.rsplit_once('/') {
+        Some((host, pid)) if host == this_host.trim() => !std::path::Path::new("/proc").join(pid).exists(),
+        // Another machine's run (a shared remote engine), or a label this code did not write: leave it.
+        _ => false,
+    }
+}
+
 /// Removes the containers and networks that a killed run left behind.
 pub fn sweep(ctx: &Context) -> Result<()> {
     let sh = &ctx.sh;
     let filter = format!("label={LABEL}");
-    let containers = cmd!(sh, "docker ps --all --quiet --filter {filter}").quiet().read()?;
-    let containers: Vec<&str> = containers.split_whitespace().collect();
+    let format = format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}");
+    let listing = cmd!(sh, "docker ps --all --filter {filter} --format {format}").quiet().read()?;
+    let containers: Vec<&str> = leftovers(&listing);
     if !containers.is_empty() {
         eprintln!("xtask: removing {} container(s) left by an earlier run", containers.len());
         cmd!(sh, "docker rm --force --volumes {containers...}").quiet().ignore_stdout().run()?;
     }
-    let networks = cmd!(sh, "docker network ls --quiet --filter {filter}").quiet().read()?;
-    let networks: Vec<&str> = networks.split_whitespace().collect();
+    let format = format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}");
+    let listing = cmd!(sh, "docker network ls --filter {filter} --format {format}").quiet().read()?;
+    let networks: Vec<&str> = leftovers(&listing);
     if !networks.is_empty() {
         cmd!(sh, "docker network rm {networks...}").quiet().ignore_stdout().run()?;
     }
     Ok(())
+}
+
+/// The ids of `<id> <owner>` lines whose owner process is gone.
+fn leftovers(listing: &str) -> Vec<&str> {
+    listing
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(_, owner)| owner_is_gone(owner.trim()))
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// A labelled user-defined network, removed when dropped.
@@ -73,7 +102,7 @@ impl Network {
     pub fn create(ctx: &Context, image: &str) -> Result<Self> {
         let name = format!("xtask-{image}-{}", random_hex(4)?);
         let sh = &ctx.sh;
-        let label = format!("{LABEL}=1");
+        let label = format!("{LABEL}={}", owner());
         cmd!(sh, "docker network create --label {label} {name}")
             .quiet()
             .ignore_stdout()
@@ -177,7 +206,7 @@ fn container_request(
         .with_exposed_port(ContainerPort::Tcp(port))
         .with_wait_for(ready)
         .with_network(network)
-        .with_label(LABEL, "1")
+        .with_label(LABEL, owner())
         .with_startup_timeout(Duration::from_secs(120));
     for (key, value) in env {
         request = request.with_env_var(key, value.replace("${password}", password));

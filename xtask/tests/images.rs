@@ -104,7 +104,7 @@ fn giropops_uses_an_external_redis_when_the_embedded_one_is_off() {
         .with_exposed_port(ContainerPort::Tcp(6379))
         .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
         .with_network(network.name())
-        .with_label(LABEL, "1")
+        .with_label(LABEL, stack::owner())
         .with_cmd(["--", "redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--dir", "/tmp"])
         .start()
         .expect("external redis");
@@ -186,7 +186,8 @@ fn assert_build_secret_not_in_image(ctx: &Context, name: &str, reference: &str) 
     let secret = std::fs::read(&bundle).unwrap();
     let secret_digest = Sha256::digest(&secret);
     let sh = &ctx.sh;
-    let container = cmd!(sh, "docker create --label {LABEL}=1 {reference}").quiet().read().unwrap();
+    let label = format!("{LABEL}={}", stack::owner());
+    let container = cmd!(sh, "docker create --label {label} {reference}").quiet().read().unwrap();
     let exported = duct::cmd!("docker", "export", &container).reader().unwrap();
     let mut archive = tar::Archive::new(exported);
     for entry in archive.entries().unwrap() {
@@ -210,7 +211,8 @@ fn assert_build_secret_not_in_image(ctx: &Context, name: &str, reference: &str) 
 /// Every path in the image's filesystem, with its mode string from `tar -tv`.
 fn filesystem(ctx: &Context, reference: &str) -> Vec<(String, String)> {
     let sh = &ctx.sh;
-    let container = cmd!(sh, "docker create --label {LABEL}=1 {reference}").quiet().read().unwrap();
+    let label = format!("{LABEL}={}", stack::owner());
+    let container = cmd!(sh, "docker create --label {label} {reference}").quiet().read().unwrap();
     let listing = duct::cmd!("docker", "export", &container).pipe(duct::cmd!("tar", "-tv")).read();
     cmd!(sh, "docker rm --force {container}").quiet().ignore_stdout().run().unwrap();
     listing

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 
 use super::report::{Figure, Goal, Row, Section, Target, Unit};
-use super::Plan;
+use super::Bench;
 use crate::context::Context;
 use crate::images::{self, Image};
 use crate::stack::{self, Options};
@@ -25,7 +25,8 @@ struct Cycle {
     exit_code: i64,
 }
 
-pub fn measure(ctx: &Context, plan: &Plan) -> Result<Section> {
+pub fn measure(bench: &Bench) -> Result<Section> {
+    let (ctx, plan) = (bench.ctx, &bench.plan);
     let mut section = Section::new(
         TITLE,
         "the image as built, the launcher as PID 1",
@@ -38,11 +39,11 @@ pub fn measure(ctx: &Context, plan: &Plan) -> Result<Section> {
     );
     for image in images::select(ctx, &[])? {
         let health = image.settings.health.as_ref().with_context(|| format!("image {} has no [health]", image.name))?;
-        let ours = crate::build::current(ctx, &image.name)?.reference;
+        let ours = bench.ours(&image.name)?.to_owned();
         let baseline_folder = format!("{}{ENTRYPOINT_BASELINE_SUFFIX}", image.name);
         let baseline_dir = ctx.root.join("bench").join("baselines").join(&baseline_folder);
         let baseline = if baseline_dir.is_dir() {
-            Some(super::build_baseline(ctx, &baseline_folder, &baseline_dir, &[("IMAGE".to_owned(), ours.clone())])?)
+            Some(bench.build_baseline(&baseline_folder, &baseline_dir, &[("IMAGE".to_owned(), ours.clone())])?)
         } else {
             None
         };

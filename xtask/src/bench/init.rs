@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 
 use super::report::{Figure, Goal, Row, Section, Target, Unit};
-use super::Plan;
-use crate::context::Context;
+use super::Bench;
 
 pub const TITLE: &str = "Launcher against tini";
 
@@ -30,7 +29,8 @@ after = ["first"]
 command = ["sleep", "600"]
 "#;
 
-pub fn measure(ctx: &Context, plan: &Plan) -> Result<Section> {
+pub fn measure(bench: &Bench) -> Result<Section> {
+    let (ctx, plan) = (bench.ctx, &bench.plan);
     if !Path::new(TINI).is_file() {
         bail!("{TINI} is missing: install Debian's tini with `apt-get install tini` and run the bench again");
     }

@@ -6,8 +6,7 @@ use std::process::Command;
 use anyhow::{bail, Context as _, Result};
 
 use super::report::{Figure, Goal, Row, Section, Target, Unit};
-use super::Plan;
-use crate::context::Context;
+use super::Bench;
 use crate::images;
 use crate::stack::{self, Options, Stack};
 
@@ -24,11 +23,12 @@ const WARM_UP_REQUESTS: u64 = 2_000;
 /// The command of the app service in the baseline: what many published images run.
 const DEV_SERVER: &[&str] = &["python", "-m", "flask", "--app", "giropops.wsgi", "run", "--host", "0.0.0.0", "--port", "5000"];
 
-pub fn measure(ctx: &Context, plan: &Plan) -> Result<Section> {
+pub fn measure(bench: &Bench) -> Result<Section> {
+    let (ctx, plan) = (bench.ctx, &bench.plan);
     let wrk = super::require_program("wrk", "wrk")?;
     let image = images::select(ctx, &[IMAGE.to_owned()])?.remove(0);
     let health = image.settings.health.as_ref().context("giropops-senhas has no [health]")?;
-    let ours = crate::build::current(ctx, IMAGE)?.reference;
+    let ours = bench.ours(IMAGE)?.to_owned();
 
     // The baseline's launcher config is the image's own with only the app's command changed, so that
     // Redis runs exactly as in ours.
@@ -36,7 +36,7 @@ pub fn measure(ctx: &Context, plan: &Plan) -> Result<Section> {
     std::fs::create_dir_all(&baseline_context)?;
     let own_config = std::fs::read_to_string(image.dir.join("launcher.toml"))?;
     std::fs::write(baseline_context.join("launcher.toml"), dev_server_config(&own_config)?)?;
-    let baseline = super::build_baseline(ctx, BASELINE, &baseline_context, &[("IMAGE".to_owned(), ours.clone())])?;
+    let baseline = bench.build_baseline(BASELINE, &baseline_context, &[("IMAGE".to_owned(), ours.clone())])?;
 
     let ours_stack = stack::start(ctx, &image, &ours, &Options::default())?;
     ours_stack.wait_healthy(health)?;

@@ -12,6 +12,7 @@ mod pipeline;
 pub mod report;
 mod sizes;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -72,7 +73,48 @@ impl Plan {
 }
 
 /// One comparison: measures and returns its section of the page.
-type Measure = fn(&Context, &Plan) -> Result<Section>;
+type Measure = fn(&Bench) -> Result<Section>;
+
+/// What every comparison works with.
+pub struct Bench<'a> {
+    pub ctx: &'a Context,
+    pub plan: Plan,
+    /// The references built at the start, by image name: a commit during the run changes the
+    /// revision tag, and must not change what is measured.
+    built: BTreeMap<String, String>,
+}
+
+impl Bench<'_> {
+    fn ours(&self, image: &str) -> Result<&str> {
+        self.built.get(image).map(String::as_str).with_context(|| format!("image {image} was not built by this run"))
+    }
+
+    /// A baseline image built from `bench/baselines/<folder>/Dockerfile`, tagged `bench-<folder>` with
+    /// the tag of our images, with the same builder and CA-bundle handling as the images.
+    fn build_baseline(&self, folder: &str, context_dir: &Path, build_args: &[(String, String)]) -> Result<String> {
+        let ctx = self.ctx;
+        let any = self.built.values().next().context("no image was built")?;
+        let tag = any.rsplit_once(':').map(|(_, tag)| tag).context("reference without a tag")?;
+        let reference = images::reference(&format!("bench-{folder}"), tag);
+        let dockerfile = ctx.root.join("bench").join("baselines").join(folder).join("Dockerfile");
+        anyhow::ensure!(dockerfile.is_file(), "the baseline {} is missing", dockerfile.display());
+        let builder = crate::docker::builder(ctx)?;
+        crate::build::docker_build(
+            ctx,
+            &builder,
+            &crate::build::DockerBuild {
+                dockerfile: &dockerfile,
+                context_dir,
+                reference: &reference,
+                build_args,
+                labels: &[],
+                cache_scope: &format!("bench-{folder}"),
+            },
+        )
+        .with_context(|| format!("building the baseline {folder}"))?;
+        Ok(reference)
+    }
+}
 
 pub fn run(ctx: &Context, args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
@@ -93,7 +135,8 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> Result<()> {
 
     // The comparisons run on the images of this checkout: build what changed (cached layers make this quick).
     let everything = images::with_companions(ctx, &[])?;
-    crate::build::build_all(ctx, &everything).context("bench: building the images to compare")?;
+    let built = crate::build::build_all(ctx, &everything).context("bench: building the images to compare")?;
+    let bench = Bench { ctx, plan, built: built.into_iter().map(|record| (record.image, record.reference)).collect() };
 
     let comparisons: [(Comparison, &str, Measure); 5] = [
         (Comparison::Size, sizes::TITLE, sizes::measure),
@@ -109,7 +152,7 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> Result<()> {
         }
         eprintln!("==> bench: {title}");
         let section_started = Instant::now();
-        let section = measure(ctx, &plan).unwrap_or_else(|error| {
+        let section = measure(&bench).unwrap_or_else(|error| {
             eprintln!("bench: {title}: not measured: {error:#}");
             Section::failed(title, format!("{error:#}"))
         });
@@ -223,29 +266,6 @@ fn find_program(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
-}
-
-/// A baseline image built from `bench/baselines/<folder>/Dockerfile`, tagged `bench-<folder>` at this
-/// revision, with the same builder and CA-bundle handling as the images.
-fn build_baseline(ctx: &Context, folder: &str, context_dir: &Path, build_args: &[(String, String)]) -> Result<String> {
-    let reference = images::reference(&format!("bench-{folder}"), &images::revision_tag(ctx)?);
-    let dockerfile = ctx.root.join("bench").join("baselines").join(folder).join("Dockerfile");
-    anyhow::ensure!(dockerfile.is_file(), "the baseline {} is missing", dockerfile.display());
-    let builder = crate::docker::builder(ctx)?;
-    crate::build::docker_build(
-        ctx,
-        &builder,
-        &crate::build::DockerBuild {
-            dockerfile: &dockerfile,
-            context_dir,
-            reference: &reference,
-            build_args,
-            labels: &[],
-            cache_scope: &format!("bench-{folder}"),
-        },
-    )
-    .with_context(|| format!("building the baseline {folder}"))?;
-    Ok(reference)
 }
 
 /// A file in the temporary directory, removed when dropped.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 
 use super::report::{Figure, Goal, Row, Section, Target, Unit};
-use super::Plan;
+use super::Bench;
 use crate::ci::{self, CiArgs};
 use crate::context::Context;
 use crate::images;
@@ -136,7 +136,8 @@ impl Drop for Restore {
     }
 }
 
-pub fn measure(ctx: &Context, plan: &Plan) -> Result<Section> {
+pub fn measure(bench: &Bench) -> Result<Section> {
+    let (ctx, plan) = (bench.ctx, &bench.plan);
     let mut runner = Runner { ctx, job: Job::Ci, notes: Vec::new(), timings: Vec::new() };
     let cold = if plan.quick {
         None

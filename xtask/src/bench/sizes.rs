@@ -8,8 +8,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context as _, Result};
 
 use super::report::{Figure, Goal, Row, Section, Target, Unit};
-use super::Plan;
-use crate::context::Context;
+use super::Bench;
 use crate::images;
 
 pub const TITLE: &str = "Image size";
@@ -19,7 +18,8 @@ const SIZE_TARGETS: &[(&str, f64, &str)] = &[("giropops-senhas", 45e6, "≤ 45 M
 const TOP_DIRECTORIES: usize = 12;
 const TOP_FILES: usize = 8;
 
-pub fn measure(ctx: &Context, _plan: &Plan) -> Result<Section> {
+pub fn measure(bench: &Bench) -> Result<Section> {
+    let ctx = bench.ctx;
     let mut section = Section::new(
         TITLE,
         "the distroless image (`cargo xtask build`)",
@@ -30,8 +30,8 @@ pub fn measure(ctx: &Context, _plan: &Plan) -> Result<Section> {
     );
     let base = crate::bootstrap::ensure_base(ctx)?;
     for image in images::select(ctx, &[])? {
-        let ours = crate::build::current(ctx, &image.name)?.reference;
-        let baseline = super::build_baseline(ctx, &image.name, &ctx.root, &[("DEBIAN_BASE".to_owned(), base.clone())])?;
+        let ours = bench.ours(&image.name)?.to_owned();
+        let baseline = bench.build_baseline(&image.name, &ctx.root, &[("DEBIAN_BASE".to_owned(), base.clone())])?;
         let (_, ours_size) = crate::docker::image_id_and_size(ctx, &ours)?;
         let (_, baseline_size) = crate::docker::image_id_and_size(ctx, &baseline)?;
         let mut uncompressed = Row::new(
