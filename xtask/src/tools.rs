@@ -25,10 +25,11 @@ pub enum Tool {
     Cosign,
     Syft,
     Registry,
+    Actionlint,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 5] = [Tool::Trivy, Tool::TrivyDb, Tool::Cosign, Tool::Syft, Tool::Registry];
+    pub const ALL: [Tool; 6] = [Tool::Trivy, Tool::TrivyDb, Tool::Cosign, Tool::Syft, Tool::Registry, Tool::Actionlint];
 
     pub fn binary(self) -> &'static str {
         self.pin().binary
@@ -46,6 +47,7 @@ impl Tool {
             Tool::Cosign => &COSIGN,
             Tool::Syft => &SYFT,
             Tool::Registry => &REGISTRY,
+            Tool::Actionlint => &ACTIONLINT,
         }
     }
 }
@@ -117,6 +119,16 @@ const REGISTRY: Pin = Pin {
     build: Build::Install { package: "github.com/distribution/distribution/v3/cmd/registry", module_version: "v3.1.2" },
     version_variable: None,
     version_args: Some(&["--version"]),
+    go_experiment: "",
+};
+
+/// Checks the GitHub Actions workflows (`.github/workflows/*.yml`).
+const ACTIONLINT: Pin = Pin {
+    binary: "actionlint",
+    version: "1.7.12",
+    build: Build::Install { package: "github.com/rhysd/actionlint/cmd/actionlint", module_version: "v1.7.12" },
+    version_variable: None,
+    version_args: None,
     go_experiment: "",
 };
 

@@ -178,7 +178,7 @@ fn assert_build_secret_not_in_image(ctx: &Context, name: &str, reference: &str) 
     use sha2::{Digest, Sha256};
     let bundle = ["SSL_CERT_FILE", "PIP_CERT"]
         .iter()
-        .filter_map(|var| std::env::var_os(var))
+        .filter_map(std::env::var_os)
         .map(std::path::PathBuf::from)
         .chain([std::path::PathBuf::from("/etc/ssl/certs/ca-certificates.crt")])
         .find(|path| path.is_file())
@@ -293,4 +293,43 @@ fn giropops_image_is_shell_less_non_root_read_only_healthy_and_stops_cleanly() {
 #[test]
 fn fake_shop_image_is_shell_less_non_root_read_only_healthy_and_stops_cleanly() {
     assert_image_properties("fake-shop");
+}
+
+/// The gate passes on the real images, and Trivy sees all three kinds of packages in them: the Debian
+/// packages of the distroless root filesystem, the Python packages of the venv, and the launcher's crates.
+fn assert_scan_sees_every_package_kind(name: &str, python_package: &str) {
+    let Some((ctx, image, built)) = built(name) else { return };
+    let outcome = match xtask::scan::scan_image(&ctx, &image, &built.reference) {
+        Ok(outcome) => outcome,
+        Err(error) if !Context::in_ci() => return eprintln!("skipped: {error:#}"),
+        Err(error) => panic!("CI=true and the scan could not run: {error:#}"),
+    };
+    assert!(outcome.passed, "{name}: the gate failed: {}", outcome.message);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&outcome.report).unwrap()).unwrap();
+    let packages_of = |kind: &str| -> Vec<String> {
+        report["Results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|result| result["Type"] == kind)
+            .flat_map(|result| result["Packages"].as_array().cloned().unwrap_or_default())
+            .map(|package| package["Name"].as_str().unwrap_or_default().to_lowercase())
+            .collect()
+    };
+    let debian = packages_of("debian");
+    assert!(debian.iter().any(|p| p == "libc6") && debian.iter().any(|p| p == "python3.13-minimal"), "{name}: {debian:?}");
+    let python = packages_of("python-pkg");
+    assert!(python.iter().any(|p| p == python_package), "{name}: {python:?}");
+    let crates = packages_of("rustbinary");
+    assert!(crates.iter().any(|p| p == "launcher"), "{name}: the launcher's crates (cargo-auditable): {crates:?}");
+}
+
+#[test]
+fn giropops_image_passes_the_gate_and_trivy_sees_debian_python_and_rust_packages() {
+    assert_scan_sees_every_package_kind("giropops-senhas", "flask");
+}
+
+#[test]
+fn fake_shop_image_passes_the_gate_and_trivy_sees_debian_python_and_rust_packages() {
+    assert_scan_sees_every_package_kind("fake-shop", "sqlalchemy");
 }
