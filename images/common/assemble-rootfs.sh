@@ -78,9 +78,14 @@ echo "hosts: files dns" > etc/nsswitch.conf
 chown 65532:65532 home/nonroot
 chmod 1777 tmp var/tmp
 # The CA bundle of the Debian ca-certificates package, as its postinst would generate it.
+# OpenSSL looks for it under /usr/lib/ssl, where Debian's openssl package (not shipped) links it.
+# The individual certificates are then a second copy of the bundle.
 if [ -d usr/share/ca-certificates ]; then
-    mkdir -p etc/ssl/certs
+    mkdir -p etc/ssl/certs usr/lib/ssl
     find usr/share/ca-certificates -name '*.crt' | sort | xargs cat > etc/ssl/certs/ca-certificates.crt
+    ln -sf /etc/ssl/certs/ca-certificates.crt usr/lib/ssl/cert.pem
+    ln -sfn /etc/ssl/certs usr/lib/ssl/certs
+    rm -rf usr/share/ca-certificates
 fi
 
 missing_libraries() {

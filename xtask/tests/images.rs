@@ -255,6 +255,18 @@ fn assert_image_properties(name: &str) {
     for key in ["title", "description", "source", "revision", "created", "version", "licenses"] {
         assert!(labels.contains_key(&format!("org.opencontainers.image.{key}")), "{name}: OCI label {key}");
     }
+    // Python's TLS finds the CA bundle where OpenSSL looks by default.
+    let sh = &ctx.sh;
+    let reference = &built.reference;
+    let trusted = cmd!(
+        sh,
+        "docker run --rm --entrypoint /opt/venv/bin/python {reference} -c 'import ssl; print(ssl.create_default_context().cert_store_stats()[\"x509_ca\"])'"
+    )
+    .quiet()
+    .read()
+    .unwrap();
+    assert!(trusted.trim().parse::<u32>().unwrap() > 100, "{name}: only {trusted} CA certificates trusted");
+
     let head = ctx.read("git", &["rev-parse", "HEAD"]).unwrap();
     assert_eq!(labels["org.opencontainers.image.revision"], head);
 
@@ -272,7 +284,6 @@ fn assert_image_properties(name: &str) {
         assert!(Instant::now() < deadline, "{name}: docker health status still {status}\n{}", stack.failure_report());
         std::thread::sleep(Duration::from_millis(500));
     }
-    let sh = &ctx.sh;
     let uids = cmd!(sh, "docker top {id} -o pid,uid").quiet().read().unwrap();
     for line in uids.lines().skip(1) {
         let uid = line.split_whitespace().nth(1).unwrap_or_default();
