@@ -27,6 +27,15 @@ timeout = 30
 # once instead of once per worker. Nothing opens a connection at import time, so no socket is
 # shared across the fork (the connection pools are created empty and are fork-aware).
 preload_app = True
+
+
+def when_ready(server):
+    """The app is loaded and the workers are about to be forked: move everything allocated so far out
+    of the garbage collector's reach. Workers then share those pages instead of copying them when a
+    collection touches them, and no process walks them again when it exits (stop stays fast)."""
+    import gc
+
+    gc.freeze()
 accesslog = "-"
 errorlog = "-"
 # gunicorn 25.1+ opens a control socket under $HOME by default: unused here, and the image's
