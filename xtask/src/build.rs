@@ -152,7 +152,13 @@ pub fn docker_build(ctx: &Context, builder: &Builder, build: &DockerBuild) -> Re
     } else {
         args.push("build".into());
     }
-    args.extend(["--progress=plain".into(), "--file".into(), path_string(dockerfile)?, "--tag".into(), reference.to_owned()]);
+    args.extend([
+        "--progress=plain".into(),
+        "--file".into(),
+        path_string(dockerfile)?,
+        "--tag".into(),
+        reference.to_owned(),
+    ]);
     for (key, value) in build_args {
         args.extend(["--build-arg".into(), format!("{key}={value}")]);
     }
@@ -190,7 +196,11 @@ pub fn docker_build(ctx: &Context, builder: &Builder, build: &DockerBuild) -> Re
         let failing = tail
             .iter()
             .rev()
-            .find(|line| line.contains("ERROR") || line.contains("failed to solve") || line.contains("did not complete successfully"))
+            .find(|line| {
+                line.contains("ERROR")
+                    || line.contains("failed to solve")
+                    || line.contains("did not complete successfully")
+            })
             .cloned()
             .unwrap_or_else(|| tail.back().cloned().unwrap_or_default());
         bail!("the Dockerfile {} failed: {failing}\n  (full build output above)", dockerfile.display());

@@ -60,10 +60,8 @@ pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
     let revision = images::revision_tag(ctx)?;
     let deliverables = images::select(ctx, &[])?;
     let mut summary = Summary { revision, passed: true, steps: Vec::new(), images: Vec::new() };
-    summary.images = deliverables
-        .iter()
-        .map(|image| ImageResult { image: image.name.clone(), ..Default::default() })
-        .collect();
+    summary.images =
+        deliverables.iter().map(|image| ImageResult { image: image.name.clone(), ..Default::default() }).collect();
 
     step(&mut summary, "engine", || crate::docker::engine_version(ctx).map(drop))?;
     step(&mut summary, "tools", || crate::tools::ensure_all(ctx).map(drop))?;
@@ -107,7 +105,9 @@ pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
     if !args.skip_tests {
         let tests_passed = step(&mut summary, "integration tests", || {
             let sh = &ctx.sh;
-            cmd!(sh, "cargo test --quiet --locked -p xtask --test images").run().context("image integration tests failed")?;
+            cmd!(sh, "cargo test --quiet --locked -p xtask --test images")
+                .run()
+                .context("image integration tests failed")?;
             Ok(())
         });
         if tests_passed.is_err() {
@@ -173,7 +173,8 @@ pub fn main(ctx: &Context, args: &CiArgs) -> Result<()> {
     println!("\n{table}");
     println!("ci: {} in {:.0}s", if summary.passed { "passed" } else { "FAILED" }, started.elapsed().as_secs_f64());
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&summary)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if Context::is_github_actions() {
         if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY") {
@@ -204,7 +205,10 @@ fn annotate_error(message: &str) {
 /// The summary as a Markdown table, readable in a terminal and in a GitHub step summary.
 pub fn table(summary: &Summary) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "| image | tag | image id | size | vulnerabilities (C/H/M/L/U) | gate | healthy after | result |");
+    let _ = writeln!(
+        out,
+        "| image | tag | image id | size | vulnerabilities (C/H/M/L/U) | gate | healthy after | result |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for result in &summary.images {
         let count = |severity: &str| result.vulnerabilities.get(severity).copied().unwrap_or(0);
@@ -215,7 +219,8 @@ pub fn table(summary: &Summary) -> String {
         };
         let tag = result.reference.rsplit_once(':').map_or("-", |(_, tag)| tag);
         let id = result.id.strip_prefix("sha256:").map_or("-".to_owned(), |hex| format!("sha256:{}", &hex[..12]));
-        let size = if result.size_bytes > 0 { format!("{:.1} MB", result.size_bytes as f64 / 1e6) } else { "-".to_owned() };
+        let size =
+            if result.size_bytes > 0 { format!("{:.1} MB", result.size_bytes as f64 / 1e6) } else { "-".to_owned() };
         let gate = match result.gate {
             Some(true) => "pass",
             Some(false) => "FAIL",
@@ -227,7 +232,11 @@ pub fn table(summary: &Summary) -> String {
             None => "ok (job failed)".to_owned(),
             Some(failure) => format!("FAILED ({})", failure.lines().next().unwrap_or_default()),
         };
-        let _ = writeln!(out, "| {} | {tag} | {id} | {size} | {vulnerabilities} | {gate} | {healthy} | {outcome} |", result.image);
+        let _ = writeln!(
+            out,
+            "| {} | {tag} | {id} | {size} | {vulnerabilities} | {gate} | {healthy} | {outcome} |",
+            result.image
+        );
     }
     let steps: Vec<String> = summary
         .steps

@@ -37,7 +37,9 @@ pub fn engine_version(ctx: &Context) -> Result<String> {
              `apt-get install docker.io`), or point DOCKER_HOST / `docker context use` at a running engine.",
             String::from_utf8_lossy(&output.stderr).trim()
         ),
-        Err(error) => Err(error).context("the `docker` CLI is not on PATH: install Docker (Debian: `apt-get install docker.io`)"),
+        Err(error) => {
+            Err(error).context("the `docker` CLI is not on PATH: install Docker (Debian: `apt-get install docker.io`)")
+        }
     }
 }
 

@@ -133,7 +133,9 @@ pub fn select(ctx: &Context, names: &[String]) -> Result<Vec<Image>> {
     for name in names {
         match all.iter().position(|image| &image.name == name) {
             Some(index) => chosen.push(all.remove(index)),
-            None => bail!("unknown image `{name}`: the images are {} (one folder each under images/)", known.join(", ")),
+            None => {
+                bail!("unknown image `{name}`: the images are {} (one folder each under images/)", known.join(", "))
+            }
         }
     }
     Ok(chosen)
@@ -141,7 +143,9 @@ pub fn select(ctx: &Context, names: &[String]) -> Result<Vec<Image>> {
 
 /// The git revision an image is tagged with: 12 hex digits, `-dirty` when the tree has uncommitted changes.
 pub fn revision_tag(ctx: &Context) -> Result<String> {
-    let sha = ctx.read("git", &["rev-parse", "--short=12", "HEAD"]).context("reading the git revision: is this a git checkout with a commit?")?;
+    let sha = ctx
+        .read("git", &["rev-parse", "--short=12", "HEAD"])
+        .context("reading the git revision: is this a git checkout with a commit?")?;
     let status = ctx.read("git", &["status", "--porcelain", "--untracked-files=normal"])?;
     Ok(if status.is_empty() { sha } else { format!("{sha}-dirty") })
 }

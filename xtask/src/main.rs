@@ -4,7 +4,6 @@
 //! this file only maps the command line onto them. Modules are declared in `lib.rs`, so that the
 //! integration tests under `tests/` use the same code.
 
-
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 

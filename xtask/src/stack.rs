@@ -166,12 +166,13 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
 
     let mut env = image.settings.env.clone();
     env.extend(options.env.clone());
-    let mut request = container_request(reference, image.settings.port, WaitFor::Nothing, &env, &password, &network_name)
-        // The hardened run every image must survive unchanged.
-        .with_readonly_rootfs(true)
-        .with_mount(Mount::tmpfs_mount("/tmp"))
-        .with_cap_drop("ALL")
-        .with_security_opt("no-new-privileges");
+    let mut request =
+        container_request(reference, image.settings.port, WaitFor::Nothing, &env, &password, &network_name)
+            // The hardened run every image must survive unchanged.
+            .with_readonly_rootfs(true)
+            .with_mount(Mount::tmpfs_mount("/tmp"))
+            .with_cap_drop("ALL")
+            .with_security_opt("no-new-privileges");
     if !options.cmd.is_empty() {
         request = request.with_cmd(options.cmd.clone());
     }
@@ -190,7 +191,14 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
             anyhow::anyhow!("starting {reference}: {message}")
         }
     })?;
-    Ok(Stack { app, _companions: companions, _network: owned_network, network_name, port: image.settings.port, started })
+    Ok(Stack {
+        app,
+        _companions: companions,
+        _network: owned_network,
+        network_name,
+        port: image.settings.port,
+        started,
+    })
 }
 
 fn container_request(

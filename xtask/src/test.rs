@@ -86,9 +86,12 @@ fn run_python_suite(ctx: &Context, app: &Path) -> Result<()> {
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(fingerprint.as_str()) {
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         cmd!(sh, "{python} -m venv --clear .venv").run().context("creating the virtual environment")?;
-        cmd!(sh, ".venv/bin/pip install --quiet --require-hashes --no-deps -r requirements.lock -r requirements-dev.lock")
-            .run()
-            .context("installing the hash-pinned locks")?;
+        cmd!(
+            sh,
+            ".venv/bin/pip install --quiet --require-hashes --no-deps -r requirements.lock -r requirements-dev.lock"
+        )
+        .run()
+        .context("installing the hash-pinned locks")?;
         std::fs::write(&stamp, fingerprint)?;
     }
     cmd!(sh, ".venv/bin/python -m pytest").run().context("pytest failed")?;

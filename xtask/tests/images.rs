@@ -154,7 +154,12 @@ fn fake_shop_takes_an_order_on_postgres_and_keeps_it_across_a_restart() {
         ("cvv", "123"),
     ];
     let placed = client.post(format!("{base}/checkout")).form(&checkout).send().unwrap();
-    assert!(placed.status().is_redirection(), "checkout answered {}: {}", placed.status(), placed.text().unwrap_or_default());
+    assert!(
+        placed.status().is_redirection(),
+        "checkout answered {}: {}",
+        placed.status(),
+        placed.text().unwrap_or_default()
+    );
     let confirmation = placed.headers()["location"].to_str().unwrap().to_owned();
     assert!(confirmation.contains("/order_confirmation/"), "redirected to {confirmation}");
     let path = confirmation.trim_start_matches(&base).to_owned();
@@ -328,7 +333,10 @@ fn assert_scan_sees_every_package_kind(name: &str, python_package: &str) {
             .collect()
     };
     let debian = packages_of("debian");
-    assert!(debian.iter().any(|p| p == "libc6") && debian.iter().any(|p| p == "python3.13-minimal"), "{name}: {debian:?}");
+    assert!(
+        debian.iter().any(|p| p == "libc6") && debian.iter().any(|p| p == "python3.13-minimal"),
+        "{name}: {debian:?}"
+    );
     let python = packages_of("python-pkg");
     assert!(python.iter().any(|p| p == python_package), "{name}: {python:?}");
     let crates = packages_of("rustbinary");

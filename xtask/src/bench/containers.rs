@@ -37,6 +37,7 @@ pub fn measure(bench: &Bench) -> Result<Section> {
          `xtask::stack`, times from `docker run` to the first expected answer of the health endpoint, then \
          times `docker stop` (its default 10 s before SIGKILL). Ours and the baseline alternate.",
     );
+    let mut floor = Vec::new();
     for image in images::select(ctx, &[])? {
         let health = image.settings.health.as_ref().with_context(|| format!("image {} has no [health]", image.name))?;
         let ours = bench.ours(&image.name)?.to_owned();
@@ -50,6 +51,7 @@ pub fn measure(bench: &Bench) -> Result<Section> {
         let mut ours_cycles = Vec::new();
         let mut baseline_cycles = Vec::new();
         for round in 0..plan.rounds {
+            floor.push(engine_floor(ctx)?);
             let mut order: Vec<(&str, &mut Vec<Cycle>)> = vec![(ours.as_str(), &mut ours_cycles)];
             if let Some(baseline) = &baseline {
                 order.push((baseline.as_str(), &mut baseline_cycles));
@@ -67,7 +69,8 @@ pub fn measure(bench: &Bench) -> Result<Section> {
                 cycles.push(cycle);
             }
         }
-        let figure = |cycles: &[Cycle], pick: fn(&Cycle) -> f64| Figure::of(&cycles.iter().map(pick).collect::<Vec<_>>());
+        let figure =
+            |cycles: &[Cycle], pick: fn(&Cycle) -> f64| Figure::of(&cycles.iter().map(pick).collect::<Vec<_>>());
         let mut healthy = Row::new(
             format!("{}: time to healthy", image.name),
             Unit::Seconds,
@@ -91,9 +94,19 @@ pub fn measure(bench: &Bench) -> Result<Section> {
             "{}: exit codes after `docker stop`: ours {}{}",
             image.name,
             exit_codes(&ours_cycles),
-            if baseline_cycles.is_empty() { String::new() } else { format!(", baseline {}", exit_codes(&baseline_cycles)) },
+            if baseline_cycles.is_empty() {
+                String::new()
+            } else {
+                format!(", baseline {}", exit_codes(&baseline_cycles))
+            },
         ));
     }
+    section.notes.push(format!(
+        "For scale, the engine's own share: `docker stop` of a bare `sleep` under `docker run --init` (tini \
+         passes SIGTERM on, sleep dies at once) takes {} here (median of {}).",
+        Unit::Seconds.format(super::report::median(&floor).unwrap_or(f64::NAN)),
+        floor.len()
+    ));
     section.notes.push(
         "Exit code 137 is the SIGKILL that `docker stop` sends after 10 s: a Python PID 1 without a \
          signal handler ignores SIGTERM (the kernel drops default-action signals to a namespace's init)."
@@ -105,6 +118,29 @@ pub fn measure(bench: &Bench) -> Result<Section> {
 fn exit_codes(cycles: &[Cycle]) -> String {
     let codes: Vec<String> = cycles.iter().map(|cycle| cycle.exit_code.to_string()).collect();
     codes.join(", ")
+}
+
+/// `docker stop` of a container that exits as soon as it gets SIGTERM: what the engine itself costs.
+fn engine_floor(ctx: &Context) -> Result<f64> {
+    let base = crate::bootstrap::ensure_base(ctx)?;
+    let label = format!("{}=1", stack::LABEL);
+    let output = Command::new("docker")
+        .args(["run", "--detach", "--init", "--label", &label, &base, "sleep", "600"])
+        .output()
+        .context("running `docker run --init`")?;
+    let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || id.is_empty() {
+        bail!("`docker run --init {base} sleep 600` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let started = Instant::now();
+    let stopped = Command::new("docker").args(["stop", &id]).output();
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = Command::new("docker").args(["rm", "--force", &id]).output();
+    let stopped = stopped.context("running `docker stop`")?;
+    if !stopped.status.success() {
+        bail!("`docker stop {id}` failed: {}", String::from_utf8_lossy(&stopped.stderr).trim());
+    }
+    Ok(seconds)
 }
 
 fn start_and_stop(ctx: &Context, image: &Image, reference: &str, health: &images::Health) -> Result<Cycle> {

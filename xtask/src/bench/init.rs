@@ -89,7 +89,10 @@ pub fn measure(bench: &Bench) -> Result<Section> {
     };
     section.rows.push(
         Row::new("start-up overhead over a direct exec", Unit::Seconds, overhead(&via_launcher), overhead(&via_tini))
-            .with_target(Target::new("≤ 5 ms and no worse than tini", &[Goal::AtMost(0.005), Goal::NoWorseThanBaseline])),
+            .with_target(Target::new(
+                "≤ 5 ms and no worse than tini",
+                &[Goal::AtMost(0.005), Goal::NoWorseThanBaseline],
+            )),
     );
     section.notes.push(format!(
         "Direct exec of {TRIVIAL_CHILD}: median {} over {} runs; through the launcher {}, through tini {}.",

@@ -21,7 +21,8 @@ const CONNECTIONS: u64 = 8;
 const WARM_UP_SECONDS: u64 = 1;
 const WARM_UP_REQUESTS: u64 = 2_000;
 /// The command of the app service in the baseline: what many published images run.
-const DEV_SERVER: &[&str] = &["python", "-m", "flask", "--app", "giropops.wsgi", "run", "--host", "0.0.0.0", "--port", "5000"];
+const DEV_SERVER: &[&str] =
+    &["python", "-m", "flask", "--app", "giropops.wsgi", "run", "--host", "0.0.0.0", "--port", "5000"];
 
 pub fn measure(bench: &Bench) -> Result<Section> {
     let (ctx, plan) = (bench.ctx, &bench.plan);
@@ -101,14 +102,31 @@ pub fn measure(bench: &Bench) -> Result<Section> {
             plan.load_seconds, plan.load_max_requests
         ),
     );
-    let figure = |runs: &[WrkResult], pick: fn(&WrkResult) -> f64| Figure::of(&runs.iter().map(pick).collect::<Vec<_>>());
-    let total_errors = |runs: &[WrkResult]| Some(Figure { value: runs.iter().map(|r| r.errors() as f64).sum(), samples: runs.len() });
+    let figure =
+        |runs: &[WrkResult], pick: fn(&WrkResult) -> f64| Figure::of(&runs.iter().map(pick).collect::<Vec<_>>());
+    let total_errors =
+        |runs: &[WrkResult]| Some(Figure { value: runs.iter().map(|r| r.errors() as f64).sum(), samples: runs.len() });
     section.rows.push(
-        Row::new("requests per second", Unit::RequestsPerSecond, figure(&ours_runs, |r| r.requests_per_second), figure(&baseline_runs, |r| r.requests_per_second))
-            .with_target(Target::new("≥ 5× the development server's", &[Goal::TimesBaseline(5.0)])),
+        Row::new(
+            "requests per second",
+            Unit::RequestsPerSecond,
+            figure(&ours_runs, |r| r.requests_per_second),
+            figure(&baseline_runs, |r| r.requests_per_second),
+        )
+        .with_target(Target::new("≥ 5× the development server's", &[Goal::TimesBaseline(5.0)])),
     );
-    section.rows.push(Row::new("latency p50", Unit::Seconds, figure(&ours_runs, |r| r.p50), figure(&baseline_runs, |r| r.p50)));
-    section.rows.push(Row::new("latency p99", Unit::Seconds, figure(&ours_runs, |r| r.p99), figure(&baseline_runs, |r| r.p99)));
+    section.rows.push(Row::new(
+        "latency p50",
+        Unit::Seconds,
+        figure(&ours_runs, |r| r.p50),
+        figure(&baseline_runs, |r| r.p50),
+    ));
+    section.rows.push(Row::new(
+        "latency p99",
+        Unit::Seconds,
+        figure(&ours_runs, |r| r.p99),
+        figure(&baseline_runs, |r| r.p99),
+    ));
     section.rows.push(
         Row::new("errors (all rounds)", Unit::Count, total_errors(&ours_runs), total_errors(&baseline_runs))
             .with_target(Target::new("0", &[Goal::AtMost(0.0)])),
@@ -125,13 +143,17 @@ pub fn measure(bench: &Bench) -> Result<Section> {
 /// The image's launcher config with the `app` service run by Flask's development server instead.
 fn dev_server_config(own: &str) -> Result<String> {
     let mut config: toml::Table = toml::from_str(own).context("reading the image's launcher.toml")?;
-    let services = config.get_mut("service").and_then(toml::Value::as_array_mut).context("launcher.toml has no [[service]]")?;
+    let services =
+        config.get_mut("service").and_then(toml::Value::as_array_mut).context("launcher.toml has no [[service]]")?;
     let app = services
         .iter_mut()
         .filter_map(toml::Value::as_table_mut)
         .find(|service| service.get("name").and_then(toml::Value::as_str) == Some("app"))
         .context("launcher.toml has no service named `app`")?;
-    app.insert("command".to_owned(), toml::Value::Array(DEV_SERVER.iter().map(|arg| toml::Value::from(*arg)).collect()));
+    app.insert(
+        "command".to_owned(),
+        toml::Value::Array(DEV_SERVER.iter().map(|arg| toml::Value::from(*arg)).collect()),
+    );
     // The development server does not speak the notify protocol: ready once it accepts connections.
     let mut ready = toml::Table::new();
     ready.insert("tcp".to_owned(), "127.0.0.1:5000".into());
@@ -261,13 +283,18 @@ Transfer/sec:    366.00KB
 
     #[test]
     fn a_clean_run_has_no_errors() {
-        let clean: String = REPORT.lines().filter(|line| !line.contains("errors") && !line.contains("Non-2xx")).map(|l| format!("{l}\n")).collect();
+        let clean: String = REPORT
+            .lines()
+            .filter(|line| !line.contains("errors") && !line.contains("Non-2xx"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert_eq!(parse_wrk(&clean).unwrap().errors(), 0);
     }
 
     #[test]
     fn a_report_without_latency_distribution_is_an_error() {
-        let without: String = REPORT.lines().filter(|line| !line.trim_start().starts_with("50%")).map(|l| format!("{l}\n")).collect();
+        let without: String =
+            REPORT.lines().filter(|line| !line.trim_start().starts_with("50%")).map(|l| format!("{l}\n")).collect();
         assert!(parse_wrk(&without).unwrap_err().to_string().contains("--latency"));
     }
 
@@ -292,7 +319,9 @@ Transfer/sec:    366.00KB
 
     #[test]
     fn dev_server_config_changes_only_the_app_command() {
-        let own = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../images/giropops-senhas/launcher.toml")).unwrap();
+        let own =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../images/giropops-senhas/launcher.toml"))
+                .unwrap();
         let changed: toml::Table = toml::from_str(&dev_server_config(&own).unwrap()).unwrap();
         let original: toml::Table = toml::from_str(&own).unwrap();
         let services = |config: &toml::Table| config["service"].as_array().unwrap().clone();
@@ -300,7 +329,8 @@ Transfer/sec:    366.00KB
         assert_eq!(before.len(), after.len());
         for (old, new) in before.iter().zip(&after) {
             if old["name"].as_str() == Some("app") {
-                let command: Vec<&str> = new["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+                let command: Vec<&str> =
+                    new["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
                 assert_eq!(command, DEV_SERVER);
                 assert_eq!(new["ready"]["tcp"].as_str(), Some("127.0.0.1:5000"));
             } else {

@@ -120,7 +120,8 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
     let plan = Plan::new(args.quick);
     let wanted = |comparison: Comparison| {
-        (args.only.is_empty() || args.only.contains(&comparison)) && !(comparison == Comparison::Pipeline && args.skip_pipeline)
+        (args.only.is_empty() || args.only.contains(&comparison))
+            && !(comparison == Comparison::Pipeline && args.skip_pipeline)
     };
     let output = args.output.clone().unwrap_or_else(|| {
         if args.quick {

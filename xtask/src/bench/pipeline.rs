@@ -85,10 +85,13 @@ impl Runner<'_> {
                         .filter(|step| !step.passed)
                         .map(|step| step.name.clone())
                         .chain(summary.images.iter().filter_map(|image| {
-                            image.failure.as_ref().map(|failure| format!("{}: {}", image.image, failure.lines().next().unwrap_or_default()))
+                            image.failure.as_ref().map(|failure| {
+                                format!("{}: {}", image.image, failure.lines().next().unwrap_or_default())
+                            })
                         }))
                         .collect();
-                    self.notes.push(format!("{label}: the job ran to its end but did not pass ({}).", failed.join("; ")));
+                    self.notes
+                        .push(format!("{label}: the job ran to its end but did not pass ({}).", failed.join("; ")));
                 }
                 summary.steps.iter().map(|step| (step.name.clone(), step.seconds)).collect()
             }
@@ -101,7 +104,10 @@ impl Runner<'_> {
                     let built = crate::build::current(ctx, &image.name)?;
                     crate::healthcheck::check(ctx, &image, &built)?;
                 }
-                vec![("build".to_owned(), build_seconds), ("healthcheck".to_owned(), check_started.elapsed().as_secs_f64())]
+                vec![
+                    ("build".to_owned(), build_seconds),
+                    ("healthcheck".to_owned(), check_started.elapsed().as_secs_f64()),
+                ]
             }
         };
         Ok(Timing { label: label.to_owned(), seconds: started.elapsed().as_secs_f64(), steps })
@@ -144,7 +150,11 @@ pub fn measure(bench: &Bench) -> Result<Section> {
     } else {
         eprintln!("bench: emptying the build cache (docker builder prune -af) for the cold run");
         let sh = &ctx.sh;
-        xshell::cmd!(sh, "docker builder prune -af").quiet().ignore_stdout().run().context("docker builder prune -af")?;
+        xshell::cmd!(sh, "docker builder prune -af")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("docker builder prune -af")?;
         Some(runner.time("cold")?)
     };
     let warm = runner.time("warm")?;

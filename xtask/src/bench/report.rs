@@ -316,19 +316,36 @@ mod tests {
     fn section_renders_figures_ratio_and_target() {
         let mut section = Section::new("Image size", "distroless", "one-stage", "Measured with docker image inspect.");
         section.rows.push(
-            Row::new("giropops-senhas uncompressed", Unit::Bytes, Some(Figure::single(44e6)), Some(Figure::single(176e6)))
-                .with_target(Target::new("≤ 45 MB", &[Goal::AtMost(45e6)])),
+            Row::new(
+                "giropops-senhas uncompressed",
+                Unit::Bytes,
+                Some(Figure::single(44e6)),
+                Some(Figure::single(176e6)),
+            )
+            .with_target(Target::new("≤ 45 MB", &[Goal::AtMost(45e6)])),
         );
-        section.rows.push(Row::new("stop", Unit::Seconds, Figure::of(&[0.3, 0.5, 0.4]), Figure::of(&[10.2, 10.1, 10.3])));
+        section.rows.push(Row::new(
+            "stop",
+            Unit::Seconds,
+            Figure::of(&[0.3, 0.5, 0.4]),
+            Figure::of(&[10.2, 10.1, 10.3]),
+        ));
         section.notes.push("a note".to_owned());
         let markdown = section.markdown();
         assert!(markdown.starts_with("## Image size\n"), "{markdown}");
-        assert!(markdown.contains("| giropops-senhas uncompressed | 44.0 MB | 176.0 MB | 4.0× better | 1 | ≤ 45 MB | met |"), "{markdown}");
+        assert!(
+            markdown
+                .contains("| giropops-senhas uncompressed | 44.0 MB | 176.0 MB | 4.0× better | 1 | ≤ 45 MB | met |"),
+            "{markdown}"
+        );
         assert!(markdown.contains("| stop | 400 ms | 10.20 s | 25.5× better | 3 | - | - |"), "{markdown}");
         assert!(markdown.contains("- a note\n"), "{markdown}");
 
         let summary = targets_table(&[section, Section::failed("Load", "wrk is not installed".to_owned())]);
-        assert!(summary.contains("| Image size | giropops-senhas uncompressed | 44.0 MB | ≤ 45 MB | met |"), "{summary}");
+        assert!(
+            summary.contains("| Image size | giropops-senhas uncompressed | 44.0 MB | ≤ 45 MB | met |"),
+            "{summary}"
+        );
         assert!(!summary.contains("| stop |"), "rows without a target stay out of the summary: {summary}");
         assert!(summary.contains("| Load | - | not measured | - | - |"), "{summary}");
     }

@@ -199,12 +199,18 @@ mod tests {
         assert_eq!(group_of("usr/lib/x86_64-linux-gnu/libssl.so.3"), "/usr/lib/x86_64-linux-gnu");
         assert_eq!(group_of("./usr/lib/python3.13/lib-dynload/_ssl.so"), "/usr/lib/python3.13");
         assert_eq!(group_of("usr/bin/redis-server"), "/usr/bin");
-        assert_eq!(group_of("opt/venv/lib/python3.13/site-packages/flask/app.py"), "/opt/venv/lib/python3.13/site-packages/flask");
+        assert_eq!(
+            group_of("opt/venv/lib/python3.13/site-packages/flask/app.py"),
+            "/opt/venv/lib/python3.13/site-packages/flask"
+        );
         assert_eq!(
             group_of("opt/venv/lib/python3.13/site-packages/psycopg_binary.libs/libpq.so"),
             "/opt/venv/lib/python3.13/site-packages/psycopg_binary.libs"
         );
-        assert_eq!(group_of("opt/venv/lib/python3.13/site-packages/typing_extensions.py"), "/opt/venv/lib/python3.13/site-packages");
+        assert_eq!(
+            group_of("opt/venv/lib/python3.13/site-packages/typing_extensions.py"),
+            "/opt/venv/lib/python3.13/site-packages"
+        );
         assert_eq!(group_of("etc/passwd"), "/etc");
     }
 
