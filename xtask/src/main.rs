@@ -4,6 +4,8 @@
 //! this file only maps the command line onto them. Modules are declared in `lib.rs`, so that the
 //! integration tests under `tests/` use the same code.
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -45,8 +47,21 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Errors are for people: the message and its causes, one per line, without a Rust backtrace.
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {}", cause.to_string().replace('\n', "\n    "));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let ctx = Context::discover()?;
     match cli.command {
         Command::Launcher => launcher::build_static(&ctx).map(|path| println!("{}", path.display())),
