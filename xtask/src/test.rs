@@ -1,5 +1,6 @@
 //! `cargo xtask test`: every test suite of the project, in one command.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
@@ -23,18 +24,70 @@ pub fn run(ctx: &Context, args: &TestArgs) -> Result<()> {
             bail!("unknown test suite `{suite}`: choose from rust, {}", names.join(", "));
         }
     }
+    let mut tally = Tally::default();
+    let mut outcome = Ok(());
     for app in apps.iter().filter(|app| wanted(app_name(app))) {
-        run_python_suite(ctx, app).with_context(|| format!("test suite of {}", app_name(app)))?;
+        outcome = run_python_suite(ctx, app, &mut tally).with_context(|| format!("test suite of {}", app_name(app)));
+        if outcome.is_err() {
+            break;
+        }
     }
-    if wanted("rust") {
-        run_rust_suites(ctx)?;
+    if outcome.is_ok() && wanted("rust") {
+        outcome = run_rust_suites(ctx, &mut tally);
+    }
+    // One closing line over every runner, for people and for CI log readers.
+    println!("test: {} passed, {} failed", tally.passed, tally.failed);
+    outcome
+}
+
+/// Passed and failed tests, added up from the runners' own summary lines.
+#[derive(Default, Debug, PartialEq)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    /// Reads a cargo (`test result: ok. 9 passed; 0 failed; ...`) or pytest (`=== 1 failed, 9 passed in 2s ===`)
+    /// summary line; other lines are ignored.
+    fn add_summary_line(&mut self, line: &str) {
+        let is_cargo = line.starts_with("test result:");
+        let is_pytest = line.starts_with('=') && line.trim_end().ends_with('=') && line.contains(" in ");
+        if !is_cargo && !is_pytest {
+            return;
+        }
+        let words: Vec<&str> = line.split(|c: char| c.is_whitespace() || c == ',' || c == ';').collect();
+        for pair in words.windows(2) {
+            let Ok(count) = pair[0].parse::<u64>() else { continue };
+            match pair[1] {
+                "passed" => self.passed += count,
+                "failed" | "error" | "errors" => self.failed += count,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs a test command with its output streamed through, adding its summary lines to the tally.
+fn run_counted(command: duct::Expression, tally: &mut Tally) -> Result<()> {
+    let reader = command.stderr_to_stdout().unchecked().reader()?;
+    let mut lines = BufReader::new(&reader);
+    let mut line = String::new();
+    while lines.read_line(&mut line)? > 0 {
+        print!("{line}");
+        tally.add_summary_line(&line);
+        line.clear();
+    }
+    let status = reader.try_wait()?.map(|output| output.status).context("the test command did not finish")?;
+    if !status.success() {
+        bail!("tests failed ({status})");
     }
     Ok(())
 }
 
 /// The launcher's and the xtask's suites, including the integration tests against the built images,
 /// which are built first (at the current revision, as `cargo xtask build` does).
-fn run_rust_suites(ctx: &Context) -> Result<()> {
+fn run_rust_suites(ctx: &Context, tally: &mut Tally) -> Result<()> {
     eprintln!("xtask: rust suites (launcher, xtask, images)");
     // The launcher's container test runs the static binary, as the images do.
     let static_launcher = crate::launcher::build_static(ctx)?;
@@ -46,12 +99,11 @@ fn run_rust_suites(ctx: &Context) -> Result<()> {
         Err(error) if !Context::in_ci() => eprintln!("xtask: image tests will be skipped: {error:#}"),
         Err(error) => return Err(error),
     }
-    let sh = &ctx.sh;
-    cmd!(sh, "cargo test --workspace --locked")
-        .env("LAUNCHER_STATIC_BIN", static_launcher)
-        .run()
-        .context("cargo test --workspace")?;
-    Ok(())
+    // --all-targets: unit and integration tests; the crates have no doc tests to run.
+    let command = duct::cmd!("cargo", "test", "--workspace", "--locked", "--all-targets")
+        .dir(&ctx.root)
+        .env("LAUNCHER_STATIC_BIN", static_launcher);
+    run_counted(command, tally).context("cargo test --workspace")
 }
 
 /// Every folder of apps/ with a pyproject.toml is a Python app with its own pytest suite.
@@ -72,7 +124,7 @@ fn app_name(app: &Path) -> &str {
 }
 
 /// Creates `.venv` from the hash-pinned locks (again only when a lock changed), then runs pytest.
-fn run_python_suite(ctx: &Context, app: &Path) -> Result<()> {
+fn run_python_suite(ctx: &Context, app: &Path, tally: &mut Tally) -> Result<()> {
     eprintln!("xtask: python suite of {}", app_name(app));
     let sh = &ctx.sh;
     let _dir = sh.push_dir(app);
@@ -94,6 +146,22 @@ fn run_python_suite(ctx: &Context, app: &Path) -> Result<()> {
         .context("installing the hash-pinned locks")?;
         std::fs::write(&stamp, fingerprint)?;
     }
-    cmd!(sh, ".venv/bin/python -m pytest").run().context("pytest failed")?;
-    Ok(())
+    run_counted(duct::cmd!(venv.join("bin/python"), "-m", "pytest").dir(app), tally).context("pytest")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn tally_reads_cargo_and_pytest_summaries_and_nothing_else() {
+        let mut tally = Tally::default();
+        tally.add_summary_line("test result: ok. 9 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out");
+        tally.add_summary_line("test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured");
+        tally.add_summary_line("============ 1 failed, 192 passed, 1 error in 35.17s ============");
+        tally.add_summary_line("============================= 100 passed in 7.49s ==============================");
+        tally.add_summary_line("running 5 tests");
+        tally.add_summary_line("  | #7 10.33 passed 4 of them");
+        assert_eq!(tally, Tally { passed: 304, failed: 4 });
+    }
 }
