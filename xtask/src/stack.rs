@@ -266,9 +266,10 @@ impl Stack {
         &self.network_name
     }
 
-    /// The app's published port on this host (it changes when the container is restarted).
+    /// Where the app's published port answers (the port changes when the container is restarted).
+    /// The host is the engine's (127.0.0.1 for a local one; the DOCKER_HOST machine for a remote one).
     pub fn base_url(&self) -> Result<String> {
-        Ok(format!("http://127.0.0.1:{}", self.app.get_host_port_ipv4(self.port)?))
+        Ok(format!("http://{}:{}", self.app.get_host()?, self.app.get_host_port_ipv4(self.port)?))
     }
 
     /// Restarts the app container (its companions keep running) and measures from the new start.
