@@ -105,7 +105,8 @@ pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
     if !args.skip_tests {
         let tests_passed = step(&mut summary, "integration tests", || {
             let sh = &ctx.sh;
-            cmd!(sh, "cargo test --quiet --locked -p xtask --test images")
+            // The tests mostly wait on containers: more of them at once than there are cores.
+            cmd!(sh, "cargo test --quiet --locked -p xtask --test images -- --test-threads 4")
                 .run()
                 .context("image integration tests failed")?;
             Ok(())
