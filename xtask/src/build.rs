@@ -1,7 +1,6 @@
 //! `cargo xtask build`: the static launcher, then each image, tagged with the git revision.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -173,25 +172,16 @@ pub fn docker_build(ctx: &Context, builder: &Builder, build: &DockerBuild) -> Re
 
     eprintln!("xtask: building {reference} ({})", dockerfile.display());
     let cli = builder.cli();
-    let reader = duct::cmd(cli, &args)
-        .env("DOCKER_BUILDKIT", "1")
-        .dir(&ctx.root)
-        .stderr_to_stdout()
-        .unchecked()
-        .reader()
-        .with_context(|| format!("starting `{} build`", cli.display()))?;
+    let command = duct::cmd(cli, &args).env("DOCKER_BUILDKIT", "1").dir(&ctx.root);
     let mut tail: VecDeque<String> = VecDeque::new();
-    let mut lines = BufReader::new(&reader);
-    let mut line = String::new();
-    while lines.read_line(&mut line)? > 0 {
+    let status = crate::context::stream_lines(command, |line| {
         eprint!("  | {line}");
         if tail.len() == 40 {
             tail.pop_front();
         }
         tail.push_back(line.trim_end().to_owned());
-        line.clear();
-    }
-    let status = reader.try_wait()?.map(|output| output.status).context("docker build did not finish")?;
+    })
+    .with_context(|| format!("running `{} build`", cli.display()))?;
     if !status.success() {
         let failing = tail
             .iter()

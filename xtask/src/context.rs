@@ -52,3 +52,17 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// Runs a command with stderr merged into stdout, hands each output line to `on_line` as it comes
+/// (for streaming it through and reading it at once), and returns the exit status.
+pub fn stream_lines(command: duct::Expression, mut on_line: impl FnMut(&str)) -> Result<std::process::ExitStatus> {
+    use std::io::BufRead as _;
+    let reader = command.stderr_to_stdout().unchecked().reader()?;
+    let mut lines = std::io::BufReader::new(&reader);
+    let mut line = String::new();
+    while lines.read_line(&mut line)? > 0 {
+        on_line(&line);
+        line.clear();
+    }
+    reader.try_wait()?.map(|output| output.status).context("the command's output ended before it exited")
+}

@@ -1,6 +1,5 @@
 //! `cargo xtask test`: every test suite of the project, in one command.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
@@ -70,15 +69,10 @@ impl Tally {
 
 /// Runs a test command with its output streamed through, adding its summary lines to the tally.
 fn run_counted(command: duct::Expression, tally: &mut Tally) -> Result<()> {
-    let reader = command.stderr_to_stdout().unchecked().reader()?;
-    let mut lines = BufReader::new(&reader);
-    let mut line = String::new();
-    while lines.read_line(&mut line)? > 0 {
+    let status = crate::context::stream_lines(command, |line| {
         print!("{line}");
-        tally.add_summary_line(&line);
-        line.clear();
-    }
-    let status = reader.try_wait()?.map(|output| output.status).context("the test command did not finish")?;
+        tally.add_summary_line(line);
+    })?;
     if !status.success() {
         bail!("tests failed ({status})");
     }
