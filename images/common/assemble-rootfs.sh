@@ -5,6 +5,9 @@
 # unpacked without running its maintainer scripts and recorded under var/lib/dpkg/status.d/, the
 # layout scanners (Trivy, Syft) read for OS packages in distroless images. Files nothing at run time
 # needs (docs, man pages, translations, test suites, extra tools) are pruned; the package records stay.
+#
+# PYTHON_STDLIB_OMIT (optional) names top-level standard-library modules or packages, pure Python or
+# extension, that the image's app and its packages never import; they are left out too.
 set -eu
 
 : "${ROOTFS:?ROOTFS must name the directory to assemble}"
@@ -45,18 +48,34 @@ rm -rf usr/share/man usr/share/info usr/share/lintian usr/share/locale usr/share
     usr/lib/python3.13/ensurepip usr/lib/python3.13/lib2to3 usr/lib/python3.13/pydoc_data \
     usr/lib/python3.13/venv usr/lib/python3.13/config-3.13-x86_64-linux-gnu usr/lib/python3.13/_pyrepl \
     usr/lib/python3.13/unittest usr/lib/python3.13/__phello__
-rm -f usr/lib/python3.13/lib-dynload/_test*.so usr/lib/python3.13/lib-dynload/xx*.so \
+rm -f usr/lib/python3.13/lib-dynload/*_test*.so usr/lib/python3.13/lib-dynload/*xx*.so \
     usr/bin/pydoc3.13 usr/bin/pygettext3.13 usr/lib/python3.13/turtle.py \
     usr/lib/python3.13/pydoc.py usr/lib/python3.13/doctest.py usr/lib/python3.13/_pydecimal.py \
     usr/lib/x86_64-linux-gnu/libmvec.so.1
+# glibc's debugging preloads and compatibility libraries, and variants of libexpat and libcap no program
+# links (the closing check below fails the build should one ever be needed).
+rm -f usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.* usr/lib/x86_64-linux-gnu/libmemusage.so \
+    usr/lib/x86_64-linux-gnu/libpcprofile.so usr/lib/x86_64-linux-gnu/libthread_db.so.* \
+    usr/lib/x86_64-linux-gnu/libBrokenLocale.so.* usr/lib/x86_64-linux-gnu/libnsl.so.* \
+    usr/lib/x86_64-linux-gnu/libnss_compat.so.* usr/lib/x86_64-linux-gnu/libnss_hesiod.so.* \
+    usr/lib/x86_64-linux-gnu/libexpatw.so.* usr/lib/x86_64-linux-gnu/libpsx.so.*
+# OpenSSL engines load only when an openssl.cnf asks for them (none ships); the compiled time zones are
+# what programs read, not the text source they were compiled from.
+rm -rf usr/lib/x86_64-linux-gnu/engines-3 usr/share/zoneinfo/tzdata.zi
+for module in ${PYTHON_STDLIB_OMIT:-}; do
+    rm -rf "usr/lib/python3.13/$module" "usr/lib/python3.13/$module.py" \
+        usr/lib/python3.13/lib-dynload/"$module".cpython-*.so
+done
 find usr/lib/python3.13 -depth -name __pycache__ -exec rm -rf {} + 2>/dev/null || true
 
 # Bytecode for the standard library, written once here: a read-only image cannot cache it at run time,
 # and compiling it again in every process costs each start-up seconds. Sources are then dropped
 # (Python imports the bytecode alone), which keeps the image as small as without bytecode; the cost is
-# that tracebacks show no source line for standard-library frames. The app and its packages keep theirs.
+# that tracebacks show no source line for standard-library frames. The app keeps its sources.
+# Optimization level 2 (as `python -OO`) leaves docstrings and asserts out of the bytecode; CPython's
+# own test suite runs at that level, so the standard library works without them.
 if [ -x usr/bin/python3.13 ]; then
-    chroot "$ROOTFS" /usr/bin/python3.13 -m compileall -q -b /usr/lib/python3.13 >/dev/null
+    chroot "$ROOTFS" /usr/bin/python3.13 -m compileall -q -b -o 2 /usr/lib/python3.13 >/dev/null
     find usr/lib/python3.13 -name '*.py' -delete
     # What the compiler's own imports cached in the usual place is a second copy.
     find usr/lib/python3.13 -depth -name __pycache__ -exec rm -rf {} +
