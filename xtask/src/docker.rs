@@ -86,3 +86,44 @@ pub fn image_id_and_size(ctx: &Context, reference: &str) -> Result<(String, u64)
     let (id, size) = line.split_once('\t').context("unexpected `docker image inspect` output")?;
     Ok((id.to_owned(), size.trim().parse().context("image size is not a number")?))
 }
+
+/// The host, as written in a URL, where the engine publishes container ports: the DOCKER_HOST machine
+/// for a remote engine (`tcp://` or `ssh://`), else loopback. Loopback also when this process itself runs in a container
+/// beside its engine, where testcontainers would guess the bridge gateway instead.
+pub fn published_host() -> String {
+    published_host_of(std::env::var("DOCKER_HOST").ok().as_deref())
+}
+
+fn published_host_of(docker_host: Option<&str>) -> String {
+    let remote = docker_host.and_then(|url| url.strip_prefix("tcp://").or_else(|| url.strip_prefix("ssh://")));
+    let Some(authority) = remote.map(|rest| rest.split('/').next().unwrap_or_default()) else {
+        return "127.0.0.1".to_owned();
+    };
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_user, host_port)| host_port);
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => return format!("[{}]", bracketed.split_once(']').map_or(bracketed, |(ipv6, _)| ipv6)),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        "127.0.0.1".to_owned()
+    } else {
+        host.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::published_host_of;
+
+    #[test]
+    fn published_ports_are_on_loopback_for_a_local_engine_and_on_the_remote_machine_otherwise() {
+        for local in [None, Some("unix:///var/run/docker.sock"), Some("")] {
+            assert_eq!(published_host_of(local), "127.0.0.1", "{local:?}");
+        }
+        assert_eq!(published_host_of(Some("tcp://10.0.0.5:2376")), "10.0.0.5");
+        assert_eq!(published_host_of(Some("tcp://builder.example:2375/")), "builder.example");
+        assert_eq!(published_host_of(Some("ssh://ci@builder.example")), "builder.example");
+        assert_eq!(published_host_of(Some("ssh://ci@builder.example:2222")), "builder.example");
+        assert_eq!(published_host_of(Some("tcp://[fd00::5]:2376")), "[fd00::5]");
+    }
+}

@@ -16,6 +16,7 @@ use testcontainers::{Container, GenericImage, ImageExt};
 use xshell::cmd;
 
 use crate::context::Context;
+use crate::docker;
 use crate::images::{self, Health, Image};
 
 /// Label on every container and network the xtask starts.
@@ -267,9 +268,8 @@ impl Stack {
     }
 
     /// Where the app's published port answers (the port changes when the container is restarted).
-    /// The host is the engine's (127.0.0.1 for a local one; the DOCKER_HOST machine for a remote one).
     pub fn base_url(&self) -> Result<String> {
-        Ok(format!("http://{}:{}", self.app.get_host()?, self.app.get_host_port_ipv4(self.port)?))
+        Ok(format!("http://{}:{}", docker::published_host(), self.app.get_host_port_ipv4(self.port)?))
     }
 
     /// Restarts the app container (its companions keep running) and measures from the new start.
