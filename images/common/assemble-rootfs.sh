@@ -54,14 +54,13 @@ rm -f usr/lib/python3.13/lib-dynload/*_test*.so usr/lib/python3.13/lib-dynload/*
     usr/lib/x86_64-linux-gnu/libmvec.so.1
 # glibc's debugging preloads and compatibility libraries, and variants of libexpat and libcap no program
 # links (the closing check below fails the build should one ever be needed).
-rm -f usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.* usr/lib/x86_64-linux-gnu/libmemusage.so \
-    usr/lib/x86_64-linux-gnu/libpcprofile.so usr/lib/x86_64-linux-gnu/libthread_db.so.* \
-    usr/lib/x86_64-linux-gnu/libBrokenLocale.so.* usr/lib/x86_64-linux-gnu/libnsl.so.* \
-    usr/lib/x86_64-linux-gnu/libnss_compat.so.* usr/lib/x86_64-linux-gnu/libnss_hesiod.so.* \
-    usr/lib/x86_64-linux-gnu/libexpatw.so.* usr/lib/x86_64-linux-gnu/libpsx.so.*
+libs=usr/lib/x86_64-linux-gnu
+rm -f $libs/libc_malloc_debug.so.* $libs/libmemusage.so $libs/libpcprofile.so $libs/libthread_db.so.* \
+    $libs/libBrokenLocale.so.* $libs/libnsl.so.* $libs/libnss_compat.so.* $libs/libnss_hesiod.so.* \
+    $libs/libexpatw.so.* $libs/libpsx.so.*
 # OpenSSL engines load only when an openssl.cnf asks for them (none ships); the compiled time zones are
 # what programs read, not the text source they were compiled from.
-rm -rf usr/lib/x86_64-linux-gnu/engines-3 usr/share/zoneinfo/tzdata.zi
+rm -rf $libs/engines-3 usr/share/zoneinfo/tzdata.zi
 for module in ${PYTHON_STDLIB_OMIT:-}; do
     rm -rf "usr/lib/python3.13/$module" "usr/lib/python3.13/$module.py" \
         usr/lib/python3.13/lib-dynload/"$module".cpython-*.so

@@ -88,27 +88,23 @@ pub fn image_id_and_size(ctx: &Context, reference: &str) -> Result<(String, u64)
 }
 
 /// The host, as written in a URL, where the engine publishes container ports: the DOCKER_HOST machine
-/// for a remote engine (`tcp://` or `ssh://`), else loopback. Loopback also when this process itself runs in a container
-/// beside its engine, where testcontainers would guess the bridge gateway instead.
+/// for a remote engine (`tcp://` or `ssh://`), else loopback. Loopback also when this process itself
+/// runs in a container beside its engine, where testcontainers would guess the bridge gateway instead.
 pub fn published_host() -> String {
     published_host_of(std::env::var("DOCKER_HOST").ok().as_deref())
 }
 
 fn published_host_of(docker_host: Option<&str>) -> String {
-    let remote = docker_host.and_then(|url| url.strip_prefix("tcp://").or_else(|| url.strip_prefix("ssh://")));
-    let Some(authority) = remote.map(|rest| rest.split('/').next().unwrap_or_default()) else {
-        return "127.0.0.1".to_owned();
+    let authority = docker_host
+        .and_then(|url| url.strip_prefix("tcp://").or_else(|| url.strip_prefix("ssh://")))
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+        .map(|authority| authority.rsplit_once('@').map_or(authority, |(_user, host_port)| host_port));
+    let host = match authority {
+        Some(ipv6) if ipv6.starts_with('[') => ipv6.split_inclusive(']').next().unwrap_or_default(),
+        Some(host_port) => host_port.split(':').next().unwrap_or_default(),
+        None => "",
     };
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_user, host_port)| host_port);
-    let host = match host_port.strip_prefix('[') {
-        Some(bracketed) => return format!("[{}]", bracketed.split_once(']').map_or(bracketed, |(ipv6, _)| ipv6)),
-        None => host_port.split(':').next().unwrap_or_default(),
-    };
-    if host.is_empty() {
-        "127.0.0.1".to_owned()
-    } else {
-        host.to_owned()
-    }
+    if host.is_empty() { "127.0.0.1" } else { host }.to_owned()
 }
 
 #[cfg(test)]
