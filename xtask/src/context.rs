@@ -22,9 +22,9 @@ impl Context {
         Ok(Self { root, sh })
     }
 
-    /// True when running under `CI=true` (GitHub Actions and `.ci/run`): missing tools are errors there, never skips.
+    /// True under `CI=true` or `CI=1` (GitHub Actions, `.ci/run`): missing tools are errors there, never skips.
     pub fn in_ci() -> bool {
-        std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+        std::env::var("CI").is_ok_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
     }
 
     pub fn is_github_actions() -> bool {
