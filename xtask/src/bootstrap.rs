@@ -78,14 +78,25 @@ fn build_local_base(ctx: &Context, mirror: Option<&str>) -> Result<()> {
     cmd!(sh, "mmdebstrap --quiet --variant=minbase --include=ca-certificates {SUITE} {tarball} {sources...}")
         .run()
         .with_context(|| format!("mmdebstrap {SUITE} from {mirror}"))?;
-    cmd!(sh, "docker import --change CMD=[\"bash\"] {tarball} {LOCAL_BASE}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context("loading the bootstrapped base into the engine (docker import)")?;
+    import_root_filesystem(ctx, &tarball, LOCAL_BASE)?;
     std::fs::remove_file(&tarball)?;
     eprintln!("xtask: built {LOCAL_BASE} from {mirror} in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// What `docker import` sets on the imported image. Each `--change` value is a Dockerfile instruction
+/// (`CMD ["bash"]`, with a space): Engine 20.10 refuses the `CMD=...` form that newer engines accept.
+const IMPORT_CHANGES: [&str; 1] = [r#"CMD ["bash"]"#];
+
+/// Loads a root filesystem tarball into the engine as the image `tag`.
+fn import_root_filesystem(ctx: &Context, tarball: &std::path::Path, tag: &str) -> Result<()> {
+    let sh = &ctx.sh;
+    let changes = IMPORT_CHANGES.iter().flat_map(|change| ["--change", change]);
+    cmd!(sh, "docker import {changes...} {tarball} {tag}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| format!("loading the bootstrapped base into the engine as {tag} (docker import)"))
 }
 
 /// The Debian mirror of the host's apt sources (deb822 `URIs:` or one-line `deb` entries), if any.
@@ -111,4 +122,37 @@ fn host_mirror() -> Option<String> {
         let uri = entry.split_whitespace().find(|token| token.starts_with("http"))?;
         (uri.starts_with("http") && uri.trim_end_matches('/').ends_with("/debian")).then(|| uri.to_owned())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real import path against the real engine: a one-file root filesystem, imported with the same
+    /// arguments as the bootstrapped base into a throwaway tag, then inspected.
+    #[test]
+    fn a_root_filesystem_imports_with_the_bases_settings() {
+        let ctx = Context::discover().unwrap();
+        if let Err(error) = docker::engine_version(&ctx) {
+            assert!(!Context::in_ci(), "CI is set but no Docker engine answers: {error:#}");
+            return eprintln!("skipped: {error:#}");
+        }
+        let folder = tempfile::tempdir().unwrap();
+        let tarball = folder.path().join("rootfs.tar");
+        let mut archive = tar::Builder::new(std::fs::File::create(&tarball).unwrap());
+        let mut header = tar::Header::new_gnu();
+        let content = b"imported\n";
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        archive.append_data(&mut header, "etc/xtask-import-test", &content[..]).unwrap();
+        archive.finish().unwrap();
+        drop(archive);
+
+        let tag = format!("xtask-test/import:{}", std::process::id());
+        import_root_filesystem(&ctx, &tarball, &tag).unwrap();
+        let cmd = ctx.read("docker", &["image", "inspect", "--format", "{{json .Config.Cmd}}", &tag]);
+        let _ = ctx.read("docker", &["rmi", "--force", &tag]);
+        assert_eq!(cmd.unwrap(), r#"["bash"]"#);
+    }
 }

@@ -1,4 +1,8 @@
 //! `cargo xtask test`: every test suite of the project, in one command.
+//!
+//! Every runner runs, whatever happened to the ones before it, and the end lists each with its result: a
+//! pytest suite per app, and one runner per cargo test binary of each workspace package. A runner that stops
+//! before printing its summary (a compile error, a pip failure, a crash) counts as one failure and is named.
 
 use std::path::{Path, PathBuf};
 
@@ -23,37 +27,67 @@ pub fn run(ctx: &Context, args: &TestArgs) -> Result<()> {
             bail!("unknown test suite `{suite}`: choose from rust, {}", names.join(", "));
         }
     }
-    let mut tally = Tally::default();
-    let mut outcome = Ok(());
+    let mut runners = Vec::new();
     for app in apps.iter().filter(|app| wanted(app_name(app))) {
-        outcome = run_python_suite(ctx, app, &mut tally).with_context(|| format!("test suite of {}", app_name(app)));
-        if outcome.is_err() {
-            break;
-        }
+        runners.push(run_python_suite(ctx, app));
     }
-    if outcome.is_ok() && wanted("rust") {
-        outcome = run_rust_suites(ctx, &mut tally);
+    if wanted("rust") {
+        runners.extend(run_rust_suites(ctx)?);
     }
-    // One closing line over every runner, for people and for CI log readers.
-    println!("test: {} passed, {} failed", tally.passed, tally.failed);
-    outcome
+    // One closing block over every runner, for people and for CI log readers.
+    println!("\n{}", report(&runners));
+    let failed: Vec<&str> =
+        runners.iter().filter(|runner| !runner.passed()).map(|runner| runner.name.as_str()).collect();
+    if !failed.is_empty() {
+        bail!("tests failed in {}", failed.join(", "));
+    }
+    Ok(())
 }
 
-/// Passed and failed tests, added up from the runners' own summary lines.
-#[derive(Default, Debug, PartialEq)]
-struct Tally {
+/// What one test runner (a pytest suite, a cargo test binary, a build the tests need) reported.
+#[derive(Debug, PartialEq)]
+struct Runner {
+    name: String,
     passed: u64,
     failed: u64,
+    /// Why the runner itself failed when its tests cannot say it: it died, or never ran.
+    problem: Option<String>,
 }
 
-impl Tally {
-    /// Reads a cargo (`test result: ok. 9 passed; 0 failed; ...`) or pytest (`=== 1 failed, 9 passed in 2s ===`)
-    /// summary line; other lines are ignored.
-    fn add_summary_line(&mut self, line: &str) {
+impl Runner {
+    fn new(name: impl Into<String>) -> Self {
+        Runner { name: name.into(), passed: 0, failed: 0, problem: None }
+    }
+
+    /// A runner that could not run or did not finish: one failure, whatever it printed before.
+    fn died(name: impl Into<String>, problem: impl Into<String>) -> Self {
+        Runner { name: name.into(), passed: 0, failed: 1, problem: Some(problem.into()) }
+    }
+
+    fn passed(&self) -> bool {
+        self.failed == 0 && self.problem.is_none()
+    }
+
+    /// Settles a runner that printed its summary (or not) and exited with `status`: a non-zero exit
+    /// without a failure in the summary still counts as one failure.
+    fn finish(mut self, saw_summary: bool, status: std::process::ExitStatus) -> Self {
+        if !saw_summary {
+            self.problem = Some(format!("exited ({status}) before printing its summary"));
+            self.failed += 1;
+        } else if !status.success() && self.failed == 0 {
+            self.problem = Some(format!("exited ({status}) without reporting a failed test"));
+            self.failed += 1;
+        }
+        self
+    }
+
+    /// Adds a cargo (`test result: ok. 9 passed; 0 failed; ...`) or pytest (`=== 1 failed, 9 passed in 2s ===`)
+    /// summary line; returns whether the line was one.
+    fn add_summary_line(&mut self, line: &str) -> bool {
         let is_cargo = line.starts_with("test result:");
         let is_pytest = line.starts_with('=') && line.trim_end().ends_with('=') && line.contains(" in ");
         if !is_cargo && !is_pytest {
-            return;
+            return false;
         }
         let words: Vec<&str> = line.split(|c: char| c.is_whitespace() || c == ',' || c == ';').collect();
         for pair in words.windows(2) {
@@ -64,40 +98,146 @@ impl Tally {
                 _ => {}
             }
         }
+        true
     }
 }
 
-/// Runs a test command with its output streamed through, adding its summary lines to the tally.
-fn run_counted(command: duct::Expression, tally: &mut Tally) -> Result<()> {
-    let status = crate::context::stream_lines(command, |line| {
-        print!("{line}");
-        tally.add_summary_line(line);
-    })?;
-    if !status.success() {
-        bail!("tests failed ({status})");
+/// The closing block: each runner with its result, then `test: N passed, N failed` over all of them.
+fn report(runners: &[Runner]) -> String {
+    let width = runners.iter().map(|runner| runner.name.len()).max().unwrap_or(0);
+    let mut text = String::from("test: results by runner\n");
+    for runner in runners {
+        let verdict = match (&runner.problem, runner.passed()) {
+            (Some(_), _) => "DIED  ",
+            (None, true) => "passed",
+            (None, false) => "FAILED",
+        };
+        let counts = format!("{} passed, {} failed", runner.passed, runner.failed);
+        let problem = runner.problem.as_deref().map(|problem| format!(" ({problem})")).unwrap_or_default();
+        text.push_str(&format!("  {verdict}  {:<width$}  {counts}{problem}\n", runner.name));
     }
-    Ok(())
+    let passed: u64 = runners.iter().map(|runner| runner.passed).sum();
+    let failed: u64 = runners.iter().map(|runner| runner.failed).sum();
+    text.push_str(&format!("test: {passed} passed, {failed} failed"));
+    text
 }
 
 /// The launcher's and the xtask's suites, including the integration tests against the built images,
 /// which are built first (at the current revision, as `cargo xtask build` does).
-fn run_rust_suites(ctx: &Context, tally: &mut Tally) -> Result<()> {
+fn run_rust_suites(ctx: &Context) -> Result<Vec<Runner>> {
     eprintln!("xtask: rust suites (launcher, xtask, images)");
+    let mut runners = Vec::new();
     // The launcher's container test runs the static binary, as the images do.
-    let static_launcher = crate::launcher::build_static(ctx)?;
+    let static_launcher = match crate::launcher::build_static(ctx) {
+        Ok(path) => Some(path),
+        Err(error) => {
+            runners.push(Runner::died("static launcher build", format!("{error:#}")));
+            None
+        }
+    };
     match crate::docker::engine_version(ctx) {
         Ok(_) => {
             let images = crate::images::with_companions(ctx, &[])?;
-            crate::build::build_all(ctx, &images)?;
+            if let Err(error) = crate::build::build_all(ctx, &images) {
+                eprintln!("xtask: the image build failed: {error:#}");
+                runners.push(Runner::died("image build", format!("{error:#}")));
+            }
         }
         Err(error) if !Context::in_ci() => eprintln!("xtask: image tests will be skipped: {error:#}"),
-        Err(error) => return Err(error),
+        Err(error) => runners.push(Runner::died("Docker engine", format!("{error:#}"))),
     }
-    // --all-targets: unit and integration tests; the crates have no doc tests to run.
-    let command = duct::cmd!("cargo", "test", "--workspace", "--locked", "--all-targets")
-        .dir(&ctx.root)
-        .env("LAUNCHER_STATIC_BIN", static_launcher);
-    run_counted(command, tally).context("cargo test --workspace")
+    for package in workspace_packages(ctx)? {
+        // --all-targets: unit and integration tests (the crates have no doc tests to run); --no-fail-fast:
+        // a failing test binary does not keep the next ones from running.
+        let mut command =
+            duct::cmd!("cargo", "test", "--locked", "--package", &package, "--all-targets", "--no-fail-fast")
+                .dir(&ctx.root);
+        if let Some(path) = &static_launcher {
+            command = command.env("LAUNCHER_STATIC_BIN", path);
+        }
+        runners.extend(run_cargo_test(&package, command));
+    }
+    Ok(runners)
+}
+
+/// The members of the cargo workspace, from the root Cargo.toml.
+fn workspace_packages(ctx: &Context) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        workspace: Workspace,
+    }
+    #[derive(serde::Deserialize)]
+    struct Workspace {
+        members: Vec<String>,
+    }
+    let path = ctx.root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: Manifest = toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    Ok(manifest.workspace.members)
+}
+
+/// One `cargo test --package`, streamed through, as one runner per test binary it ran.
+fn run_cargo_test(package: &str, command: duct::Expression) -> Vec<Runner> {
+    let mut binaries = CargoBinaries::new(package);
+    let status = crate::context::stream_lines(command, |line| {
+        print!("{line}");
+        binaries.add_line(line);
+    });
+    match status {
+        Ok(status) => binaries.finish(status),
+        Err(error) => vec![Runner::died(format!("cargo test -p {package}"), format!("{error:#}"))],
+    }
+}
+
+/// Follows cargo's output: `Running <target> (<binary>)` opens a test binary, its `test result:` line closes it.
+struct CargoBinaries {
+    package: String,
+    done: Vec<Runner>,
+    current: Option<Runner>,
+}
+
+impl CargoBinaries {
+    fn new(package: &str) -> Self {
+        CargoBinaries { package: package.to_owned(), done: Vec::new(), current: None }
+    }
+
+    fn add_line(&mut self, line: &str) {
+        if let Some(target) = line.trim_start().strip_prefix("Running ") {
+            self.close_current();
+            // `unittests src/lib.rs (target/debug/deps/xtask-…)` or `tests/images.rs (target/debug/deps/images-…)`
+            let target = target.split(" (").next().unwrap_or(target).trim().trim_start_matches("unittests ");
+            self.current = Some(Runner::new(format!("{} {target}", self.package)));
+        } else if let Some(current) = &mut self.current {
+            if current.add_summary_line(line) {
+                self.done.push(self.current.take().expect("a current binary"));
+            }
+        }
+    }
+
+    /// A binary still open when the next one starts (or cargo ends) stopped before its summary.
+    fn close_current(&mut self) {
+        if let Some(runner) = self.current.take() {
+            self.done.push(Runner::died(runner.name, "stopped before printing its summary (crashed or killed)"));
+        }
+    }
+
+    fn finish(mut self, status: std::process::ExitStatus) -> Vec<Runner> {
+        self.close_current();
+        if self.done.is_empty() {
+            // Nothing ran: the build failed (its errors are above), or the package has no tests at all.
+            let name = format!("cargo test -p {}", self.package);
+            let runner = if status.success() {
+                Runner::new(name)
+            } else {
+                Runner::died(name, format!("did not build or run ({status})"))
+            };
+            return vec![runner];
+        }
+        if !status.success() && self.done.iter().all(Runner::passed) {
+            self.done.push(Runner::died(format!("cargo test -p {}", self.package), format!("exited ({status})")));
+        }
+        self.done
+    }
 }
 
 /// Every folder of apps/ with a pyproject.toml is a Python app with its own pytest suite.
@@ -117,9 +257,29 @@ fn app_name(app: &Path) -> &str {
     app.file_name().and_then(|name| name.to_str()).unwrap_or_default()
 }
 
-/// Creates `.venv` from the hash-pinned locks (again only when a lock changed), then runs pytest.
-fn run_python_suite(ctx: &Context, app: &Path, tally: &mut Tally) -> Result<()> {
+/// Runs an app's pytest suite in its `.venv`, made from the hash-pinned locks first.
+fn run_python_suite(ctx: &Context, app: &Path) -> Runner {
+    let name = format!("pytest apps/{}", app_name(app));
     eprintln!("xtask: python suite of {}", app_name(app));
+    if let Err(error) = prepare_venv(ctx, app) {
+        eprintln!("xtask: {name}: {error:#}");
+        return Runner::died(name, format!("{error:#}"));
+    }
+    let mut runner = Runner::new(name.clone());
+    let mut saw_summary = false;
+    let command = duct::cmd!(app.join(".venv/bin/python"), "-m", "pytest").dir(app);
+    let status = crate::context::stream_lines(command, |line| {
+        print!("{line}");
+        saw_summary |= runner.add_summary_line(line);
+    });
+    match status {
+        Ok(status) => runner.finish(saw_summary, status),
+        Err(error) => Runner::died(name, format!("{error:#}")),
+    }
+}
+
+/// Creates `.venv` from the hash-pinned locks, again only when a lock changed.
+fn prepare_venv(ctx: &Context, app: &Path) -> Result<()> {
     let sh = &ctx.sh;
     let _dir = sh.push_dir(app);
     let venv = app.join(".venv");
@@ -140,22 +300,78 @@ fn run_python_suite(ctx: &Context, app: &Path, tally: &mut Tally) -> Result<()> 
         .context("installing the hash-pinned locks")?;
         std::fs::write(&stamp, fingerprint)?;
     }
-    run_counted(duct::cmd!(venv.join("bin/python"), "-m", "pytest").dir(app), tally).context("pytest")
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Tally;
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::ExitStatus;
+
+    use super::*;
+
+    fn exit(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
 
     #[test]
-    fn tally_reads_cargo_and_pytest_summaries_and_nothing_else() {
-        let mut tally = Tally::default();
-        tally.add_summary_line("test result: ok. 9 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out");
-        tally.add_summary_line("test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured");
-        tally.add_summary_line("============ 1 failed, 192 passed, 1 error in 35.17s ============");
-        tally.add_summary_line("============================= 100 passed in 7.49s ==============================");
-        tally.add_summary_line("running 5 tests");
-        tally.add_summary_line("  | #7 10.33 passed 4 of them");
-        assert_eq!(tally, Tally { passed: 304, failed: 4 });
+    fn summaries_of_cargo_and_pytest_are_read_and_nothing_else() {
+        let mut runner = Runner::new("r");
+        assert!(runner.add_summary_line("test result: ok. 9 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out"));
+        assert!(runner.add_summary_line("test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured"));
+        assert!(runner.add_summary_line("============ 1 failed, 192 passed, 1 error in 35.17s ============"));
+        assert!(
+            runner.add_summary_line("============================= 100 passed in 7.49s ==============================")
+        );
+        assert!(!runner.add_summary_line("running 5 tests"));
+        assert!(!runner.add_summary_line("  | #7 10.33 passed 4 of them"));
+        assert_eq!((runner.passed, runner.failed), (304, 4));
+    }
+
+    #[test]
+    fn a_runner_that_exits_before_its_summary_is_one_failure_and_named() {
+        let died = Runner::new("pytest apps/x").finish(false, exit(2));
+        assert_eq!((died.passed(), died.failed), (false, 1));
+        let silent_failure = Runner::new("pytest apps/y").finish(true, exit(1));
+        assert_eq!(silent_failure.failed, 1);
+        let mut fine = Runner::new("pytest apps/z");
+        fine.add_summary_line("=== 3 passed in 1.0s ===");
+        assert!(fine.finish(true, exit(0)).passed());
+        let text = report(&[died, silent_failure]);
+        assert!(text.contains("DIED    pytest apps/x"), "{text}");
+        assert!(text.ends_with("test: 0 passed, 2 failed"), "{text}");
+    }
+
+    #[test]
+    fn each_cargo_test_binary_is_a_runner_and_a_crashed_one_counts() {
+        let mut binaries = CargoBinaries::new("launcher");
+        for line in [
+            "     Running unittests src/main.rs (target/debug/deps/launcher-1a2b)\n",
+            "test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n",
+            "     Running tests/shutdown.rs (target/debug/deps/shutdown-3c4d)\n",
+            "running 7 tests\n",
+            "error: test failed, to rerun pass `--test shutdown`\n",
+            "     Running tests/setup.rs (target/debug/deps/setup-5e6f)\n",
+            "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n",
+        ] {
+            binaries.add_line(line);
+        }
+        let runners = binaries.finish(exit(101));
+        let names: Vec<&str> = runners.iter().map(|runner| runner.name.as_str()).collect();
+        assert_eq!(names, ["launcher src/main.rs", "launcher tests/shutdown.rs", "launcher tests/setup.rs"]);
+        assert!(runners[0].passed());
+        assert!(runners[1].problem.is_some() && runners[1].failed == 1);
+        assert_eq!((runners[2].passed, runners[2].failed), (2, 1));
+        assert!(report(&runners).ends_with("test: 6 passed, 2 failed"));
+    }
+
+    #[test]
+    fn a_package_that_does_not_build_is_named() {
+        let mut binaries = CargoBinaries::new("xtask");
+        binaries.add_line("error[E0425]: cannot find value `x` in this scope\n");
+        let runners = binaries.finish(exit(101));
+        assert_eq!(runners.len(), 1);
+        assert_eq!(runners[0].name, "cargo test -p xtask");
+        assert!(!runners[0].passed() && runners[0].failed == 1);
     }
 }

@@ -153,6 +153,22 @@ pub fn run(ctx: &Context, args: &ToolsArgs) -> Result<()> {
 }
 
 pub fn ensure_all(ctx: &Context) -> Result<Vec<(Tool, PathBuf)>> {
+    let around = Surroundings::of(ctx);
+    let to_build: Vec<&str> = Tool::ALL
+        .into_iter()
+        .filter(|tool| {
+            !built_and_current(ctx, tool.pin(), &around) && acceptable_on_path(ctx, tool.pin(), &around).is_none()
+        })
+        .map(Tool::binary)
+        .collect();
+    if !to_build.is_empty() {
+        // Said before it starts: on a new machine this is the longest step of the first run, and silent for minutes.
+        eprintln!(
+            "xtask: building {} from source with Go: expect 15-20 minutes on a new machine (cold Go cache; \
+             trivy alone takes about 7), seconds once the Go cache is warm",
+            to_build.join(", ")
+        );
+    }
     Tool::ALL.into_iter().map(|tool| Ok((tool, ensure(ctx, tool)?))).collect()
 }
 
@@ -191,11 +207,18 @@ impl Surroundings {
     }
 }
 
+/// Whether `.tools/bin` holds the pinned build made from the current recipe.
+fn built_and_current(ctx: &Context, pin: &Pin, around: &Surroundings) -> bool {
+    let stamp = around.bin_dir.join(format!(".{}.pin", pin.binary));
+    around.bin_dir.join(pin.binary).is_file()
+        && recipe(ctx, pin).is_ok_and(|recipe| std::fs::read_to_string(&stamp).is_ok_and(|built| built == recipe))
+}
+
 fn resolve(ctx: &Context, pin: &Pin, around: &Surroundings) -> Result<PathBuf> {
     let pinned = around.bin_dir.join(pin.binary);
     let stamp = around.bin_dir.join(format!(".{}.pin", pin.binary));
     let recipe = recipe(ctx, pin)?;
-    if pinned.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|built| built == recipe) {
+    if built_and_current(ctx, pin, around) {
         eprintln!("xtask: using {} {} (pinned build, {})", pin.binary, pin.version, pinned.display());
         return Ok(pinned);
     }

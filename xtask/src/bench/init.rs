@@ -1,6 +1,5 @@
 //! The launcher against tini: binary size, peak memory while supervising, start-up overhead.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,9 +30,7 @@ command = ["sleep", "600"]
 
 pub fn measure(bench: &Bench) -> Result<Section> {
     let (ctx, plan) = (bench.ctx, &bench.plan);
-    if !Path::new(TINI).is_file() {
-        bail!("{TINI} is missing: install Debian's tini with `apt-get install tini` and run the bench again");
-    }
+    super::require_program(TINI, "tini")?;
     let launcher = crate::launcher::build_static(ctx)?;
     let launcher = launcher.to_str().context("launcher path is not UTF-8")?.to_owned();
     let mut section = Section::new(

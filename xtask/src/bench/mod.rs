@@ -254,10 +254,40 @@ fn page(machine: &Machine, plan: &Plan, sections: &[Section]) -> String {
 }
 
 /// The path of `program` on PATH, or an error that says how to install it.
+/// The program's path; when it is missing, it is installed from the distribution's packages where this process
+/// may (root with apt-get, as `.ci/run` installs the test tools), else an error says how to install it.
 fn require_program(program: &str, debian_package: &str) -> Result<PathBuf> {
-    find_program(program).with_context(|| {
-        format!("`{program}` is not installed: install it with `apt-get install {debian_package}` (Debian/Ubuntu) and run the bench again")
-    })
+    if let Some(path) = find_program(program) {
+        return Ok(path);
+    }
+    let is_root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status.lines().any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+    });
+    if is_root && find_program("apt-get").is_some() {
+        eprintln!("bench: installing {debian_package} with apt-get (it provides `{program}`)");
+        let installed = duct::cmd!("apt-get", "install", "-y", "-qq", "--no-install-recommends", debian_package)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout_null()
+            .run()
+            .or_else(|_| {
+                duct::cmd!("apt-get", "update", "-qq").run()?;
+                duct::cmd!("apt-get", "install", "-y", "-qq", "--no-install-recommends", debian_package)
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .stdout_null()
+                    .run()
+            });
+        if let Err(error) = installed {
+            eprintln!("bench: apt-get could not install {debian_package}: {error}");
+        }
+    }
+    find_program(program).ok_or_else(|| missing_program(program, debian_package))
+}
+
+fn missing_program(program: &str, debian_package: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "`{program}` is not installed: install it with `apt-get install {debian_package}` (Debian/Ubuntu) and run \
+         the bench again"
+    )
 }
 
 fn find_program(program: &str) -> Option<PathBuf> {
@@ -313,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_missing_program_names_the_package_to_install() {
-        let error = require_program("surely-not-a-program-xyz", "xyz-tools").unwrap_err().to_string();
+        let error = missing_program("surely-not-a-program-xyz", "xyz-tools").to_string();
         assert!(error.contains("apt-get install xyz-tools"), "{error}");
         assert!(find_program("/bin/sh").is_some());
     }

@@ -27,21 +27,19 @@ fn require<T>(what: &str, result: Result<T>) -> Option<T> {
     }
 }
 
-/// Context, tools and the fixture image, each made once per test process.
+/// Context, tools and the fixture image, each made once per test process. The fixture's build is shared: when it
+/// failed, every test that needs it reports that failure again (under CI: fails), none passes without running.
 fn prerequisites() -> Option<Context> {
-    static FIXTURE: Mutex<Option<bool>> = Mutex::new(None);
+    static FIXTURE: Mutex<Option<Result<(), String>>> = Mutex::new(None);
     let ctx = Context::discover().expect("workspace");
     require("the Docker engine", crate::docker::engine_version(&ctx))?;
     require("trivy", tools::ensure(&ctx, Tool::Trivy))?;
     require("trivy-db", tools::ensure(&ctx, Tool::TrivyDb))?;
     require("syft", tools::ensure(&ctx, Tool::Syft))?;
     let mut built = FIXTURE.lock().unwrap_or_else(|poison| poison.into_inner());
-    if built.is_none() {
-        let result = build_fixture(&ctx);
-        *built = Some(result.is_ok());
-        require("the fixture image", result)?;
-    }
-    built.unwrap_or(false).then_some(ctx)
+    let built = built.get_or_insert_with(|| build_fixture(&ctx).map_err(|error| format!("{error:#}")));
+    require("the fixture image", built.clone().map_err(anyhow::Error::msg))?;
+    Some(ctx)
 }
 
 fn build_fixture(ctx: &Context) -> Result<()> {
