@@ -6,8 +6,10 @@
 # layout scanners (Trivy, Syft) read for OS packages in distroless images. Files nothing at run time
 # needs (docs, man pages, translations, test suites, extra tools) are pruned; the package records stay.
 #
-# PYTHON_STDLIB_OMIT (optional) names top-level standard-library modules or packages, pure Python or
-# extension, that the image's app and its packages never import; they are left out too.
+# Two optional, space-separated lists (the [rootfs] table of the image's image.toml) leave out more:
+# ROOTFS_PRUNE names paths (relative to /) that no process of this image runs or reads, and
+# PYTHON_STDLIB_OMIT names top-level standard-library modules or packages, pure Python or extension,
+# that the image's app and its packages never import.
 set -eu
 
 : "${ROOTFS:?ROOTFS must name the directory to assemble}"
@@ -42,8 +44,7 @@ find usr/share/doc -mindepth 2 ! -name copyright -delete 2>/dev/null || true
 find usr/share/doc -mindepth 1 -type d -empty -delete 2>/dev/null || true
 rm -rf usr/share/man usr/share/info usr/share/lintian usr/share/locale usr/share/bug usr/share/gcc usr/share/gdb \
     usr/lib/x86_64-linux-gnu/gconv usr/lib/systemd usr/lib/tmpfiles.d usr/lib/sysusers.d etc/init.d etc/logrotate.d \
-    etc/redis usr/libexec usr/share/doc-base usr/share/lintian usr/share/debconf etc/default \
-    usr/bin/redis-cli usr/bin/redis-benchmark usr/bin/redis-check-aof \
+    usr/libexec usr/share/doc-base usr/share/lintian usr/share/debconf etc/default \
     usr/lib/python3.13/test usr/lib/python3.13/idlelib usr/lib/python3.13/tkinter usr/lib/python3.13/turtledemo \
     usr/lib/python3.13/ensurepip usr/lib/python3.13/lib2to3 usr/lib/python3.13/pydoc_data \
     usr/lib/python3.13/venv usr/lib/python3.13/config-3.13-x86_64-linux-gnu usr/lib/python3.13/_pyrepl \
@@ -61,6 +62,9 @@ rm -f $libs/libc_malloc_debug.so.* $libs/libmemusage.so $libs/libpcprofile.so $l
 # OpenSSL engines load only when an openssl.cnf asks for them (none ships); the compiled time zones are
 # what programs read, not the text source they were compiled from.
 rm -rf $libs/engines-3 usr/share/zoneinfo/tzdata.zi
+for path in ${ROOTFS_PRUNE:-}; do
+    rm -rf "./$path"
+done
 for module in ${PYTHON_STDLIB_OMIT:-}; do
     rm -rf "usr/lib/python3.13/$module" "usr/lib/python3.13/$module.py" \
         usr/lib/python3.13/lib-dynload/"$module".cpython-*.so

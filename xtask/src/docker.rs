@@ -2,12 +2,20 @@
 //!
 //! `DOCKER_HOST` and docker contexts are left to the CLI, so a remote engine works as a local one does.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use xshell::cmd;
+use xshell::{cmd, Shell};
 
 use crate::context::Context;
+use crate::stamp::Stamp;
+
+/// The engine that answered, and how this machine builds images for it.
+#[derive(Debug)]
+pub struct Engine {
+    pub version: String,
+    builder: Result<Builder, String>,
+}
 
 /// How images are built: `docker buildx build` where buildx exists (GitHub runners, Docker Desktop),
 /// otherwise the classic `docker build` of a CLI that still embeds a BuildKit client (before 23.0).
@@ -18,37 +26,43 @@ pub enum Builder {
 }
 
 impl Builder {
-    pub fn cli(&self) -> &PathBuf {
+    pub fn cli(&self) -> &Path {
         match self {
             Builder::Buildx { cli } | Builder::ClassicBuildKit { cli } => cli,
         }
     }
 }
 
-/// The engine's version, or a plain error that says how to start one.
-pub fn engine_version(ctx: &Context) -> Result<String> {
-    let sh = &ctx.sh;
-    let format = "{{.Server.Version}}";
-    let output = cmd!(sh, "docker version --format {format}").quiet().ignore_status().output();
-    match output {
-        Ok(output) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned()),
-        Ok(output) => bail!(
-            "no Docker engine answers ({}).\n  Start one, e.g. `sudo dockerd > /tmp/dockerd.log 2>&1 &` (Debian: \
-             `apt-get install docker.io`), or point DOCKER_HOST / `docker context use` at a running engine.",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ),
-        Err(error) => {
-            Err(error).context("the `docker` CLI is not on PATH: install Docker (Debian: `apt-get install docker.io`)")
-        }
+impl Engine {
+    /// The engine's version and builder, or a plain error that says how to start one.
+    pub fn connect(sh: &Shell) -> Result<Self> {
+        let format = "{{.Server.Version}}";
+        let output = cmd!(sh, "docker version --format {format}").quiet().ignore_status().output();
+        let version = match output {
+            Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            Ok(output) => bail!(
+                "no Docker engine answers ({}).\n  Start one, e.g. `sudo dockerd > /tmp/dockerd.log 2>&1 &` (Debian: \
+                 `apt-get install docker.io`), or point DOCKER_HOST / `docker context use` at a running engine.",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+            Err(error) => {
+                return Err(error)
+                    .context("the `docker` CLI is not on PATH: install Docker (Debian: `apt-get install docker.io`)")
+            }
+        };
+        Ok(Engine { version, builder: find_builder(sh).map_err(|error| format!("{error:#}")) })
+    }
+
+    /// The CLI and mode that can build with BuildKit here.
+    pub fn builder(&self) -> Result<&Builder> {
+        self.builder.as_ref().map_err(|error| anyhow::anyhow!("{error}"))
     }
 }
 
-/// Picks the CLI and mode that can build with BuildKit here.
-pub fn builder(ctx: &Context) -> Result<Builder> {
-    let sh = &ctx.sh;
+fn find_builder(sh: &Shell) -> Result<Builder> {
     let mut candidates = vec![PathBuf::from("docker")];
     // Debian's docker.io CLI sits behind a newer one without buildx on some machines.
-    if std::path::Path::new("/usr/bin/docker").is_file() {
+    if Path::new("/usr/bin/docker").is_file() {
         candidates.push(PathBuf::from("/usr/bin/docker"));
     }
     for cli in candidates {
@@ -69,15 +83,13 @@ pub fn builder(ctx: &Context) -> Result<Builder> {
 }
 
 /// True when the engine has an image of that name.
-pub fn has_image(ctx: &Context, reference: &str) -> bool {
-    let sh = &ctx.sh;
+pub fn has_image(sh: &Shell, reference: &str) -> bool {
     let format = "{{.Id}}";
     cmd!(sh, "docker image inspect --format {format} {reference}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
 }
 
 /// Image ID (the digest of its config) and uncompressed size in bytes.
-pub fn image_id_and_size(ctx: &Context, reference: &str) -> Result<(String, u64)> {
-    let sh = &ctx.sh;
+pub fn image_id_and_size(sh: &Shell, reference: &str) -> Result<(String, u64)> {
     let format = "{{.Id}}\t{{.Size}}";
     let line = cmd!(sh, "docker image inspect --format {format} {reference}")
         .quiet()
@@ -85,6 +97,26 @@ pub fn image_id_and_size(ctx: &Context, reference: &str) -> Result<(String, u64)
         .with_context(|| format!("inspecting image {reference}"))?;
     let (id, size) = line.split_once('\t').context("unexpected `docker image inspect` output")?;
     Ok((id.to_owned(), size.trim().parse().context("image size is not a number")?))
+}
+
+/// The image exported from the engine (`docker save`) into `out/images/<name>.tar`, once per image id: every
+/// scanner reads this one archive, which works with any engine version and needs no access to the engine's API.
+pub fn export(ctx: &Context, name: &str, reference: &str) -> Result<PathBuf> {
+    let (id, _) = image_id_and_size(&ctx.sh, reference)
+        .with_context(|| format!("the image {reference} does not exist in the Docker engine: build it first"))?;
+    let archive = ctx.out.image_archive(name);
+    let stamp = Stamp::new(archive.with_extension("tar.id"), id);
+    if archive.is_file() && stamp.is_current() {
+        return Ok(archive);
+    }
+    std::fs::create_dir_all(archive.parent().context("archive path has no parent")?)?;
+    let sh = &ctx.sh;
+    cmd!(sh, "docker save --output {archive} {reference}")
+        .quiet()
+        .run()
+        .with_context(|| format!("`docker save {reference}` failed"))?;
+    stamp.record()?;
+    Ok(archive)
 }
 
 /// The host, as written in a URL, where the engine publishes container ports: the DOCKER_HOST machine

@@ -1,15 +1,15 @@
 //! The images of the project: one folder under `images/` each, described by its `image.toml`.
 //!
-//! Adding an image means adding a folder; nothing here names a particular image.
+//! Every fact about an image lives in its folder; nothing in the Rust code names a particular image.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 
-use crate::context::Context;
+use crate::policy::PolicyOverride;
 
 /// Where local tags live unless `XTASK_REPOSITORY` says otherwise.
 pub const DEFAULT_REPOSITORY: &str = "distroless-python";
@@ -28,7 +28,7 @@ pub struct Settings {
     /// SPDX expression for the OCI `licenses` label.
     #[serde(default = "default_licenses")]
     pub licenses: String,
-    /// The port the app listens on inside the container.
+    /// The port the app listens on inside the container (the Dockerfile's EXPOSE and HEALTHCHECK must agree).
     pub port: u16,
     /// The HTTP endpoint that says the app is up; images without one (a database) are waited for on `port`.
     pub health: Option<Health>,
@@ -43,15 +43,25 @@ pub struct Settings {
     /// Whether this image is one of the project's deliverables (scanned, released) or only a test companion.
     #[serde(default = "yes")]
     pub release: bool,
+    /// What the root filesystem leaves out, beyond what every image prunes.
+    #[serde(default)]
+    pub rootfs: Rootfs,
     /// Adjustments of the workspace scan policy (`scan-policy.toml`) for this image.
     #[serde(default)]
-    pub scan: crate::scan::policy::PolicyOverride,
+    pub scan: PolicyOverride,
+    /// What `cargo xtask bench` measures of this image, and against what.
+    #[serde(default)]
+    pub bench: Bench,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
+    /// The endpoint that says the app is ready to serve (what healthchecks and tests wait for).
     pub path: String,
+    /// The endpoint that says the process is alive, for the Dockerfile's HEALTHCHECK (default: `path`). An app whose
+    /// readiness depends on a database keeps answering here while the database is away.
+    pub liveness_path: Option<String>,
     #[serde(default = "default_status")]
     pub status: u16,
     #[serde(default = "default_health_timeout", with = "humantime_serde")]
@@ -70,6 +80,52 @@ pub struct Companion {
     pub env: BTreeMap<String, String>,
     /// Port the companion listens on, waited for before the app starts.
     pub port: u16,
+}
+
+/// Image-specific pruning of the root filesystem, handed to `images/common/assemble-rootfs.sh` as build arguments.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rootfs {
+    /// Paths (relative to `/`) that no process of this image runs or reads.
+    #[serde(default)]
+    pub prune: Vec<String>,
+    /// Top-level standard-library modules or packages that the app and its packages never import.
+    #[serde(default)]
+    pub python_stdlib_omit: Vec<String>,
+}
+
+/// Targets and baselines of `cargo xtask bench` for this image.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bench {
+    /// The most the image may weigh uncompressed, in decimal megabytes.
+    pub size_target_mb: Option<f64>,
+    /// The longest the image may take from start to healthy.
+    #[serde(default, with = "humantime_serde")]
+    pub healthy_target: Option<Duration>,
+    /// A folder under `bench/baselines/` with the same image under a Python entrypoint as PID 1.
+    pub entrypoint_baseline: Option<String>,
+    /// A file of the app changed by the incremental pipeline run (a change that renders to nothing).
+    pub incremental_change: Option<String>,
+    /// A throughput comparison of one endpoint against another way of serving it.
+    pub load: Option<Load>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    /// A folder under `bench/baselines/` whose Dockerfile builds the comparison from the image (`ARG IMAGE`).
+    pub baseline: String,
+    /// What the baseline's `app` service runs instead of the image's own command.
+    pub baseline_command: Vec<String>,
+    /// What the baseline is, in the words of the page.
+    pub baseline_description: String,
+    pub path: String,
+    /// The JSON body of each POST.
+    pub body: String,
+    /// What the target is, in the words of the page, and the factor over the baseline it asks for.
+    pub target: String,
+    pub times_baseline: f64,
 }
 
 fn default_context() -> PathBuf {
@@ -100,12 +156,24 @@ impl Image {
     pub fn dockerfile(&self) -> PathBuf {
         self.dir.join("Dockerfile")
     }
+
+    /// The image's health settings, or an error naming the image and the missing table.
+    pub fn health(&self) -> Result<&Health> {
+        self.settings
+            .health
+            .as_ref()
+            .with_context(|| format!("image {} has no [health] endpoint in its image.toml", self.name))
+    }
 }
 
-/// Every image under `images/`, sorted by name.
-pub fn all(ctx: &Context) -> Result<Vec<Image>> {
+/// Every image under `root/images/`, sorted by name (none when the folder is missing).
+pub fn read_all(root: &Path) -> Result<Vec<Image>> {
+    let folder = root.join("images");
+    if !folder.is_dir() {
+        return Ok(Vec::new());
+    }
     let mut images = Vec::new();
-    for entry in std::fs::read_dir(ctx.root.join("images")).context("reading images/")? {
+    for entry in std::fs::read_dir(&folder).context("reading images/")? {
         let dir = entry?.path();
         let manifest = dir.join("image.toml");
         if !manifest.is_file() {
@@ -118,59 +186,100 @@ pub fn all(ctx: &Context) -> Result<Vec<Image>> {
         images.push(Image { name, dir, settings });
     }
     images.sort_by(|a, b| a.name.cmp(&b.name));
+    for image in &images {
+        for need in &image.settings.needs {
+            find(&images, &need.image).with_context(|| format!("image {}: its `[[needs]]` names", image.name))?;
+        }
+    }
     Ok(images)
 }
 
-/// The images named on the command line (the deliverables when none is named), in the order given.
-pub fn select(ctx: &Context, names: &[String]) -> Result<Vec<Image>> {
-    let mut all = all(ctx)?;
-    if names.is_empty() {
-        all.retain(|image| image.settings.release);
-        return Ok(all);
-    }
-    let known: Vec<String> = all.iter().map(|image| image.name.clone()).collect();
-    let mut chosen = Vec::new();
-    for name in names {
-        match all.iter().position(|image| &image.name == name) {
-            Some(index) => chosen.push(all.remove(index)),
-            None => {
-                bail!("unknown image `{name}`: the images are {} (one folder each under images/)", known.join(", "))
-            }
+/// The image of that name, or an error listing the images there are.
+pub fn find<'a>(images: &'a [Image], name: &str) -> Result<&'a Image> {
+    match images.iter().find(|image| image.name == name) {
+        Some(image) => Ok(image),
+        None => {
+            let known: Vec<&str> = images.iter().map(|image| image.name.as_str()).collect();
+            bail!("unknown image `{name}`: the images are {} (one folder each under images/)", known.join(", "))
         }
     }
-    Ok(chosen)
 }
 
-/// The git revision an image is tagged with: 12 hex digits, `-dirty` when the tree has uncommitted changes.
-pub fn revision_tag(ctx: &Context) -> Result<String> {
-    let sha = ctx
-        .read("git", &["rev-parse", "--short=12", "HEAD"])
-        .context("reading the git revision: is this a git checkout with a commit?")?;
-    let status = ctx.read("git", &["status", "--porcelain", "--untracked-files=normal"])?;
-    Ok(if status.is_empty() { sha } else { format!("{sha}-dirty") })
+/// The images named on the command line (the deliverables when none is named), in the order given.
+pub fn select<'a>(images: &'a [Image], names: &[String]) -> Result<Vec<&'a Image>> {
+    if names.is_empty() {
+        return Ok(images.iter().filter(|image| image.settings.release).collect());
+    }
+    names.iter().map(|name| find(images, name)).collect()
+}
+
+/// The named images (all when none is named) followed by the companions they need, each once.
+pub fn with_companions<'a>(images: &'a [Image], names: &[String]) -> Result<Vec<&'a Image>> {
+    let mut chosen: Vec<&Image> = if names.is_empty() { images.iter().collect() } else { select(images, names)? };
+    let mut index = 0;
+    while index < chosen.len() {
+        for need in &chosen[index].settings.needs {
+            if !chosen.iter().any(|image| image.name == need.image) {
+                chosen.push(find(images, &need.image)?);
+            }
+        }
+        index += 1;
+    }
+    Ok(chosen)
 }
 
 pub fn repository() -> String {
     std::env::var("XTASK_REPOSITORY").unwrap_or_else(|_| DEFAULT_REPOSITORY.to_owned())
 }
 
-/// `<repository>/<name>:<revision>`, the local tag of a built image.
-pub fn reference(name: &str, revision: &str) -> String {
-    format!("{}/{name}:{revision}", repository())
+/// `<repository>/<name>:<tag>`, the local tag of a built image.
+pub fn reference(name: &str, tag: &str) -> String {
+    format!("{}/{name}:{tag}", repository())
 }
 
-/// The named images (all when none is named) followed by the companions they need, each once.
-pub fn with_companions(ctx: &Context, names: &[String]) -> Result<Vec<Image>> {
-    let mut chosen = if names.is_empty() { all(ctx)? } else { select(ctx, names)? };
-    let wanted: Vec<String> = chosen
-        .iter()
-        .flat_map(|image| image.settings.needs.iter().map(|need| need.image.clone()))
-        .filter(|need| !chosen.iter().any(|image| &image.name == need))
-        .collect();
-    let mut seen = std::collections::BTreeSet::new();
-    let wanted: Vec<String> = wanted.into_iter().filter(|name| seen.insert(name.clone())).collect();
-    if !wanted.is_empty() {
-        chosen.extend(select(ctx, &wanted).context("an image.toml names an unknown image under `needs`")?);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(name: &str, release: bool, needs: &[&str]) -> Image {
+        let needs: Vec<String> =
+            needs.iter().map(|need| format!("[[needs]]\nimage = \"{need}\"\nalias = \"{need}\"\nport = 1\n")).collect();
+        let text = format!("description = \"d\"\nport = 1\nrelease = {release}\n{}", needs.join("\n"));
+        Image { name: name.to_owned(), dir: PathBuf::from(name), settings: toml::from_str(&text).unwrap() }
     }
-    Ok(chosen)
+
+    #[test]
+    fn selection_defaults_to_the_deliverables_and_companions_come_once_after_them() {
+        let images = [image("db", false, &[]), image("shop", true, &["db"]), image("web", true, &["db"])];
+        let names = |chosen: Vec<&Image>| chosen.iter().map(|image| image.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(select(&images, &[]).unwrap()), ["shop", "web"]);
+        assert_eq!(names(with_companions(&images, &["web".into(), "shop".into()]).unwrap()), ["web", "shop", "db"]);
+        assert_eq!(names(with_companions(&images, &[]).unwrap()), ["db", "shop", "web"]);
+        let error = select(&images, &["nope".into()]).unwrap_err().to_string();
+        assert!(error.contains("unknown image `nope`") && error.contains("db, shop, web"), "{error}");
+    }
+
+    #[test]
+    fn the_project_images_read_and_their_dockerfiles_agree_with_their_settings() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let images = read_all(root).unwrap();
+        assert!(images.iter().filter(|image| image.settings.release).count() >= 2);
+        for image in &images {
+            let dockerfile = std::fs::read_to_string(image.dockerfile()).unwrap();
+            let port = image.settings.port;
+            assert!(
+                dockerfile.lines().any(|line| line.trim() == format!("EXPOSE {port}")),
+                "{}: the Dockerfile must EXPOSE {port}, the port of image.toml",
+                image.name
+            );
+            if let Some(health) = &image.settings.health {
+                let url = format!("http://127.0.0.1:{port}{}", health.liveness_path.as_ref().unwrap_or(&health.path));
+                assert!(
+                    dockerfile.contains(&format!("\"{url}\"")),
+                    "{}: the Dockerfile's HEALTHCHECK must probe {url}, the liveness endpoint of image.toml",
+                    image.name
+                );
+            }
+        }
+    }
 }

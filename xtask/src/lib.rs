@@ -1,21 +1,29 @@
-//! The pipeline stages behind `cargo xtask`, one module each; `main.rs` maps the command line onto them.
+//! The pipeline behind `cargo xtask`: the stages under `stages/`, and the plumbing they share at this level.
+//! `main.rs` maps the command line onto the stages; docs/architecture.md draws the map.
 
-pub mod bench;
-pub mod bootstrap;
-pub mod build;
-pub mod ci;
+pub mod stages;
+
+// The workspace, read once per command.
 pub mod context;
-pub mod docker;
-pub mod healthcheck;
 pub mod images;
-pub mod launcher;
-pub mod registry;
-pub mod release;
-pub mod sbom;
-pub mod scan;
-pub mod sign;
+pub mod out;
+pub mod revision;
+
+// Running things.
+pub mod docker;
+pub mod process;
 pub mod stack;
-pub mod test;
-pub mod tools;
+pub mod stamp;
+
+// What the build is made from and with.
+pub mod built;
+pub mod debian_base;
+pub mod pinned_tools;
+pub mod static_launcher;
+
+// Supply chain.
+pub mod cosign;
+pub mod policy;
+pub mod registry;
+pub mod trivy;
 pub mod trivy_db;
-pub mod verify;

@@ -1,8 +1,5 @@
-//! The project's pipeline, as `cargo xtask <command>`.
-//!
-//! Each pipeline stage is a module with a plain function over a small typed context;
-//! this file only maps the command line onto them. Modules are declared in `lib.rs`, so that the
-//! integration tests under `tests/` use the same code.
+//! The project's pipeline, as `cargo xtask <command>`: this file only maps the command line onto the stages
+//! (`stages/`), which are declared in `lib.rs` so that the integration tests under `tests/` use the same code.
 
 use std::process::ExitCode;
 
@@ -10,7 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use xtask::context::Context;
-use xtask::*;
+use xtask::stages::*;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build, scan, test, sign and release the distroless Python images")]
@@ -21,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the launcher as a static musl binary with its dependency list embedded.
+    /// Build the launcher as a static musl binary with its dependency list embedded, and print its path.
     Launcher,
     /// Build the Debian 13 base image from the Debian archive (for engines that cannot pull it).
     Bootstrap(bootstrap::BootstrapArgs),
@@ -33,7 +30,7 @@ enum Command {
     Ci(ci::CiArgs),
     /// Run every test suite of the project.
     Test(test::TestArgs),
-    /// Install the pinned supply-chain tools (trivy, trivy-db, cosign, syft, registry) into .tools/bin.
+    /// Install the pinned supply-chain tools (tools/pins.toml) into .tools/bin.
     Tools(tools::ToolsArgs),
     /// Scan built images with Trivy and gate them with scan-policy.toml.
     Scan(scan::ScanArgs),
@@ -64,9 +61,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let ctx = Context::discover()?;
     match cli.command {
-        Command::Launcher => launcher::build_static(&ctx).map(|path| println!("{}", path.display())),
+        Command::Launcher => xtask::static_launcher::build(&ctx).map(|path| println!("{}", path.display())),
         Command::Bootstrap(args) => bootstrap::run(&ctx, &args),
-        Command::Build(args) => build::run(&ctx, &args).map(drop),
+        Command::Build(args) => build::run(&ctx, &args),
         Command::Healthcheck(args) => healthcheck::run(&ctx, &args),
         Command::Ci(args) => ci::main(&ctx, &args),
         Command::Test(args) => test::run(&ctx, &args),

@@ -1,5 +1,5 @@
-//! Container registries over their HTTP API: image references, tag-to-digest resolution, and (for tests) a
-//! throwaway registry on 127.0.0.1.
+//! Container registries over their HTTP API: image references, tag-to-digest resolution, referrers, and how a
+//! registry that cannot be reached is told apart from one that refuses.
 
 use std::fmt;
 use std::time::Duration;
@@ -208,7 +208,7 @@ impl<'a> Session<'a> {
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        request.send().map_err(|error| unreachable(&self.reference.registry, crate::context::error_chain(&error)))
+        request.send().map_err(|error| unreachable(&self.reference.registry, crate::process::error_chain(&error)))
     }
 
     /// The Authorization header for a challenge: the distribution token flow, with the credentials `docker login`
@@ -235,7 +235,7 @@ impl<'a> Session<'a> {
         if let Some(auth) = credentials {
             request = request.header("Authorization", format!("Basic {auth}"));
         }
-        let response = request.send().map_err(|error| unreachable(realm, crate::context::error_chain(&error)))?;
+        let response = request.send().map_err(|error| unreachable(realm, crate::process::error_chain(&error)))?;
         if response.status() != 200 {
             bail!("the token service of registry {registry} ({realm}) answered HTTP {}", response.status());
         }
@@ -261,6 +261,20 @@ impl<'a> Session<'a> {
 }
 
 type Response = reqwest::blocking::Response;
+
+/// What the Docker CLI, cosign and other Go clients print when they cannot reach a registry at all.
+const UNREACHABLE: [&str; 5] = [
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "network is unreachable",
+    "server gave HTTP response to HTTPS client",
+];
+
+/// The line of a client's output that says the registry could not be reached, if one does.
+pub fn unreachable_line(output: &str) -> Option<&str> {
+    output.lines().find(|line| UNREACHABLE.iter().any(|needle| line.contains(needle))).map(str::trim)
+}
 
 pub fn unreachable(registry: &str, error: impl fmt::Display) -> anyhow::Error {
     anyhow::anyhow!(
@@ -299,102 +313,6 @@ fn challenge_fields(parameters: &str) -> Vec<(String, String)> {
         rest = remainder.trim_start_matches(',').trim();
     }
     fields
-}
-
-#[cfg(test)]
-pub use local::LocalRegistry;
-
-#[cfg(test)]
-mod local {
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    use anyhow::{bail, Context as _, Result};
-
-    use crate::context::Context;
-
-    /// A distribution registry on 127.0.0.1 with its storage in a temporary folder, stopped and deleted on drop.
-    pub struct LocalRegistry {
-        process: Child,
-        pub address: String,
-        storage: tempfile::TempDir,
-    }
-
-    impl LocalRegistry {
-        pub fn start(ctx: &Context) -> Result<Self> {
-            let binary = crate::tools::ensure(ctx, crate::tools::Tool::Registry)?;
-            // The free port can be taken between probing and binding; another try picks another one.
-            let mut last_error = None;
-            for _ in 0..3 {
-                match Self::start_on_free_port(&binary) {
-                    Ok(registry) => return Ok(registry),
-                    Err(error) => last_error = Some(error),
-                }
-            }
-            Err(last_error.expect("three attempts were made"))
-        }
-
-        fn start_on_free_port(binary: &Path) -> Result<Self> {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            let address = format!("127.0.0.1:{port}");
-            let storage = tempfile::Builder::new().prefix("xtask-registry-").tempdir()?;
-            let config = storage.path().join("config.yml");
-            std::fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
-                    storage.path().join("data").display()
-                ),
-            )?;
-            let log = std::fs::File::create(storage.path().join("registry.log"))?;
-            let process = Command::new(binary)
-                .arg("serve")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting the registry {}", binary.display()))?;
-            let mut registry = Self { process, address, storage };
-            registry.wait_until_ready()?;
-            Ok(registry)
-        }
-
-        /// Where the registry keeps blobs and manifests, for tests that inspect everything that was pushed.
-        pub fn storage(&self) -> PathBuf {
-            self.storage.path().join("data")
-        }
-
-        fn wait_until_ready(&mut self) -> Result<()> {
-            let url = format!("http://{}/v2/", self.address);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build()?;
-            loop {
-                if let Some(status) = self.process.try_wait()? {
-                    bail!("the registry exited ({status}) before answering: {}", self.log());
-                }
-                if client.get(&url).send().is_ok_and(|response| response.status().is_success()) {
-                    return Ok(());
-                }
-                if Instant::now() > deadline {
-                    bail!("the registry did not answer on {} within 60 s: {}", self.address, self.log());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-
-        fn log(&self) -> String {
-            std::fs::read_to_string(self.storage.path().join("registry.log")).unwrap_or_default()
-        }
-    }
-
-    impl Drop for LocalRegistry {
-        fn drop(&mut self) {
-            let _ = self.process.kill();
-            let _ = self.process.wait();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,18 @@ use crate::images::{self, Health, Image};
 /// Label on every container and network the xtask starts.
 pub const LABEL: &str = "distroless-python.xtask";
 
+/// The hardened run every image must survive unchanged (`compose.yaml` runs them the same way, a test checks):
+/// a read-only root filesystem with a tmpfs on `/tmp`, no capabilities, no privilege escalation.
+pub struct Hardening {
+    pub read_only: bool,
+    pub tmpfs: &'static str,
+    pub cap_drop: &'static str,
+    pub security_opt: &'static str,
+}
+
+pub const HARDENING: Hardening =
+    Hardening { read_only: true, tmpfs: "/tmp", cap_drop: "ALL", security_opt: "no-new-privileges" };
+
 /// How the app container is started.
 #[derive(Default, Clone)]
 pub struct Options {
@@ -119,11 +131,9 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["network", "rm", &self.name])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+        let Ok(sh) = xshell::Shell::new() else { return };
+        let name = &self.name;
+        let _ = cmd!(sh, "docker network rm {name}").quiet().ignore_stdout().ignore_stderr().run();
     }
 }
 
@@ -146,7 +156,7 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
     let mut hosts = options.hosts.clone();
     if !options.without_companions {
         for need in &image.settings.needs {
-            let companion_image = images::select(ctx, std::slice::from_ref(&need.image))?.remove(0);
+            let companion_image = ctx.image(&need.image)?;
             let companion_reference = images::reference(&need.image, revision);
             let mut env = companion_image.settings.env.clone();
             env.extend(need.env.clone());
@@ -169,11 +179,10 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
     env.extend(options.env.clone());
     let mut request =
         container_request(reference, image.settings.port, WaitFor::Nothing, &env, &password, &network_name)
-            // The hardened run every image must survive unchanged.
-            .with_readonly_rootfs(true)
-            .with_mount(Mount::tmpfs_mount("/tmp"))
-            .with_cap_drop("ALL")
-            .with_security_opt("no-new-privileges");
+            .with_readonly_rootfs(HARDENING.read_only)
+            .with_mount(Mount::tmpfs_mount(HARDENING.tmpfs))
+            .with_cap_drop(HARDENING.cap_drop)
+            .with_security_opt(HARDENING.security_opt);
     if !options.cmd.is_empty() {
         request = request.with_cmd(options.cmd.clone());
     }
@@ -234,7 +243,7 @@ impl Stack {
             match client.get(&url).send() {
                 Ok(response) if response.status().as_u16() == health.status => return Ok(self.started.elapsed()),
                 Ok(response) => last = format!("answered {}", response.status()),
-                Err(error) => last = crate::context::error_chain(&error),
+                Err(error) => last = crate::process::error_chain(&error),
             }
             if !self.app.is_running().unwrap_or(false) {
                 bail!("the container exited before it was healthy\n{}", self.failure_report());
@@ -302,5 +311,25 @@ fn random_hex(bytes: usize) -> Result<String> {
     use std::io::Read;
     let mut buffer = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buffer)?;
-    Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
+    Ok(hex::encode(buffer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HARDENING;
+
+    /// `compose.yaml` runs the app images as the healthcheck and the tests do.
+    #[test]
+    fn compose_runs_the_apps_with_the_same_hardening() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let compose = std::fs::read_to_string(root.join("compose.yaml")).unwrap();
+        for line in [
+            format!("read_only: {}", HARDENING.read_only),
+            format!("tmpfs: [{}]", HARDENING.tmpfs),
+            format!("cap_drop: [{}]", HARDENING.cap_drop),
+            format!("security_opt: [\"{}:true\"]", HARDENING.security_opt),
+        ] {
+            assert!(compose.lines().any(|text| text.trim() == line), "compose.yaml lacks `{line}`");
+        }
+    }
 }

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context as _, Result};
-use sha2::{Digest, Sha256};
 use xshell::cmd;
 
 use crate::context::Context;
-use crate::tools::{self, Tool};
+use crate::pinned_tools::{self, Tool};
+use crate::stamp::{self, Stamp};
 
 /// The builder's sources this data set feeds, with the folder each reads under `advisories/`.
 const SOURCES: [(&str, &str); 2] = [("ghsa", "ghsa"), ("debian", "vuln-list-debian")];
@@ -66,16 +66,18 @@ pub fn ensure_offline(ctx: &Context) -> Result<PathBuf> {
     let _building = BUILDING.lock().unwrap_or_else(|poison| poison.into_inner());
 
     let advisories = ctx.root.join("advisories");
-    let cache = ctx.root.join("out").join("trivy");
+    let cache = ctx.out.trivy_cache();
     let db_dir = cache.join("db");
-    let stamp = db_dir.join("advisories.sha256");
-    let fingerprint = fingerprint(&advisories)?;
+    let builder_version = pinned_tools::version(ctx, Tool::TrivyDb)?;
+    let fingerprint = stamp::fingerprint_tree(&advisories, &format!("trivy-db {builder_version}"))
+        .with_context(|| format!("the offline advisory data set {} is missing", advisories.display()))?;
+    let stamp = Stamp::new(db_dir.join("advisories.sha256"), fingerprint);
     let built = db_dir.join("trivy.db").is_file() && db_dir.join("metadata.json").is_file();
-    if built && std::fs::read_to_string(&stamp).is_ok_and(|stamped| stamped == fingerprint) {
+    if built && stamp.is_current() {
         return Ok(cache);
     }
 
-    let builder = tools::ensure(ctx, Tool::TrivyDb)?;
+    let builder = pinned_tools::ensure(ctx, Tool::TrivyDb)?;
     eprintln!("xtask: building the offline Trivy database from {}", advisories.display());
     let staging = cache.join("db-build");
     for dir in [&staging, &db_dir] {
@@ -98,7 +100,7 @@ pub fn ensure_offline(ctx: &Context) -> Result<PathBuf> {
         )?;
     drop(_dir);
     std::fs::rename(&staging, &db_dir).with_context(|| format!("moving the database to {}", db_dir.display()))?;
-    std::fs::write(&stamp, &fingerprint).with_context(|| format!("writing {}", stamp.display()))?;
+    stamp.record()?;
     Ok(cache)
 }
 
@@ -108,55 +110,5 @@ fn remove_dir_if_present(dir: &Path) -> Result<()> {
             Err(error).with_context(|| format!("removing {}", dir.display()))
         }
         _ => Ok(()),
-    }
-}
-
-/// SHA-256 over every file of the data set (relative path and content) and the builder's pin.
-fn fingerprint(advisories: &Path) -> Result<String> {
-    let mut files = Vec::new();
-    collect_files(advisories, &mut files)
-        .with_context(|| format!("reading {}: the offline advisory data set is missing", advisories.display()))?;
-    files.sort();
-    let mut hasher = Sha256::new();
-    hasher.update(format!("trivy-db {}\n", Tool::TrivyDb.version()));
-    for file in files {
-        let relative = file.strip_prefix(advisories).unwrap_or(&file);
-        hasher.update(relative.to_string_lossy().as_bytes());
-        hasher.update([0]);
-        hasher.update(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
-        hasher.update([0]);
-    }
-    Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
-}
-
-fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_files(&path, files)?;
-        } else {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_fingerprint_follows_names_and_contents() {
-        let dir = std::env::temp_dir().join(format!("xtask-fingerprint-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("ghsa")).unwrap();
-        std::fs::write(dir.join("ghsa/a.json"), "{}").unwrap();
-        let first = fingerprint(&dir).unwrap();
-        assert_eq!(first, fingerprint(&dir).unwrap());
-        std::fs::write(dir.join("ghsa/a.json"), "{ }").unwrap();
-        let edited = fingerprint(&dir).unwrap();
-        assert_ne!(first, edited);
-        std::fs::rename(dir.join("ghsa/a.json"), dir.join("ghsa/b.json")).unwrap();
-        assert_ne!(edited, fingerprint(&dir).unwrap());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,17 +10,16 @@ use testcontainers::core::{ContainerPort, WaitFor};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{GenericImage, ImageExt};
 use xshell::cmd;
-use xtask::build::Built;
+use xtask::built::Built;
 use xtask::context::Context;
-use xtask::images::{self, Image};
+use xtask::images::Image;
 use xtask::stack::{self, Network, Options, Stack, LABEL};
 
-/// The image and its current build, or `None` (skip) when it is not built outside CI.
-fn built(name: &str) -> Option<(Context, Image, Built)> {
+/// The workspace and the image's current build, or `None` (skip) when it is not built outside CI.
+fn built(name: &str) -> Option<(Context, Built)> {
     let ctx = Context::discover().expect("workspace");
-    let image = images::select(&ctx, &[name.to_owned()]).expect("image settings").remove(0);
-    match xtask::build::current(&ctx, name) {
-        Ok(built) => Some((ctx, image, built)),
+    match Built::current(&ctx, name) {
+        Ok(built) => Some((ctx, built)),
         Err(error) if !Context::in_ci() => {
             eprintln!("skipped: {error:#}");
             None
@@ -31,7 +30,7 @@ fn built(name: &str) -> Option<(Context, Image, Built)> {
 
 fn start(ctx: &Context, image: &Image, built: &Built, options: &Options) -> Stack {
     let stack = stack::start(ctx, image, &built.reference, options).expect("start the image");
-    let health = image.settings.health.as_ref().expect("health settings");
+    let health = image.health().expect("health settings");
     let elapsed = stack.wait_healthy(health).expect("healthy");
     eprintln!("{} healthy after {:.2}s", built.reference, elapsed.as_secs_f64());
     stack
@@ -64,8 +63,9 @@ fn latest(client: &reqwest::blocking::Client, base: &str) -> Vec<serde_json::Val
 
 #[test]
 fn giropops_generates_passwords_through_api_and_form_with_embedded_redis() {
-    let Some((ctx, image, built)) = built("giropops-senhas") else { return };
-    let stack = start(&ctx, &image, &built, &Options::default());
+    let Some((ctx, built)) = built("giropops-senhas") else { return };
+    let image = ctx.image("giropops-senhas").unwrap();
+    let stack = start(&ctx, image, &built, &Options::default());
     let base = stack.base_url().unwrap();
     let client = client();
 
@@ -96,7 +96,8 @@ fn html_escape(text: &str) -> String {
 
 #[test]
 fn giropops_uses_an_external_redis_when_the_embedded_one_is_off() {
-    let Some((ctx, image, built)) = built("giropops-senhas") else { return };
+    let Some((ctx, built)) = built("giropops-senhas") else { return };
+    let image = ctx.image("giropops-senhas").unwrap();
     let network = Network::create(&ctx, "external-redis").unwrap();
     // The image's own redis-server, run alone through the launcher's config-less mode.
     let (name, tag) = built.reference.rsplit_once(':').unwrap();
@@ -115,10 +116,10 @@ fn giropops_uses_an_external_redis_when_the_embedded_one_is_off() {
         network: Some(network.name().to_owned()),
         ..Options::default()
     };
-    let first = start(&ctx, &image, &built, &options);
+    let first = start(&ctx, image, &built, &options);
     let password = generate(&client(), &first.base_url().unwrap(), 16);
     // A second app container on the same Redis sees it: the data lives in the external Redis.
-    let second = start(&ctx, &image, &built, &options);
+    let second = start(&ctx, image, &built, &options);
     let listed = latest(&client(), &second.base_url().unwrap());
     assert_eq!(listed[0]["senha"], password.as_str());
     drop((first, second, redis));
@@ -126,8 +127,9 @@ fn giropops_uses_an_external_redis_when_the_embedded_one_is_off() {
 
 #[test]
 fn fake_shop_takes_an_order_on_postgres_and_keeps_it_across_a_restart() {
-    let Some((ctx, image, built)) = built("fake-shop") else { return };
-    let mut stack = start(&ctx, &image, &built, &Options::default());
+    let Some((ctx, built)) = built("fake-shop") else { return };
+    let image = ctx.image("fake-shop").unwrap();
+    let mut stack = start(&ctx, image, &built, &Options::default());
     let base = stack.base_url().unwrap();
     let client = client();
 
@@ -169,7 +171,7 @@ fn fake_shop_takes_an_order_on_postgres_and_keeps_it_across_a_restart() {
     assert!(page.text().unwrap().contains(&order_number));
 
     stack.restart().unwrap();
-    let health = image.settings.health.as_ref().unwrap();
+    let health = image.health().unwrap();
     stack.wait_healthy(health).expect("healthy after a restart");
     let base = stack.base_url().unwrap();
     let page = client.get(format!("{base}{path}")).send().unwrap();
@@ -193,8 +195,8 @@ fn assert_build_secret_not_in_image(ctx: &Context, name: &str, reference: &str) 
     let sh = &ctx.sh;
     let label = format!("{LABEL}={}", stack::owner());
     let container = cmd!(sh, "docker create --label {label} {reference}").quiet().read().unwrap();
-    let exported = duct::cmd!("docker", "export", &container).reader().unwrap();
-    let mut archive = tar::Archive::new(exported);
+    let exported = cmd!(sh, "docker export {container}").quiet().output().unwrap().stdout;
+    let mut archive = tar::Archive::new(exported.as_slice());
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
         if entry.header().size().unwrap_or(0) != secret.len() as u64 {
@@ -218,7 +220,8 @@ fn filesystem(ctx: &Context, reference: &str) -> Vec<(String, String)> {
     let sh = &ctx.sh;
     let label = format!("{LABEL}={}", stack::owner());
     let container = cmd!(sh, "docker create --label {label} {reference}").quiet().read().unwrap();
-    let listing = duct::cmd!("docker", "export", &container).pipe(duct::cmd!("tar", "-tv")).read();
+    let exported = cmd!(sh, "docker export {container}").quiet().output().unwrap().stdout;
+    let listing = cmd!(sh, "tar -tv").stdin(exported).quiet().read();
     cmd!(sh, "docker rm --force {container}").quiet().ignore_stdout().run().unwrap();
     listing
         .unwrap()
@@ -236,7 +239,8 @@ fn inspect(ctx: &Context, target: &str, format: &str) -> String {
 }
 
 fn assert_image_properties(name: &str) {
-    let Some((ctx, image, built)) = built(name) else { return };
+    let Some((ctx, built)) = built(name) else { return };
+    let image = ctx.image(name).unwrap();
 
     let files = filesystem(&ctx, &built.reference);
     let forbidden = ["sh", "bash", "dash", "busybox", "apt", "apt-get", "dpkg", "pip", "pip3"];
@@ -277,7 +281,7 @@ fn assert_image_properties(name: &str) {
 
     // Started hardened (read-only root, no capabilities, no-new-privileges): Docker's own health
     // check, the launcher's probe, must turn healthy.
-    let stack = start(&ctx, &image, &built, &Options::default());
+    let stack = start(&ctx, image, &built, &Options::default());
     let id = stack.app.id().to_owned();
     assert_eq!(inspect(&ctx, &id, "{{.HostConfig.ReadonlyRootfs}}"), "true");
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -314,8 +318,9 @@ fn fake_shop_image_is_shell_less_non_root_read_only_healthy_and_stops_cleanly() 
 /// The gate passes on the real images, and Trivy sees all three kinds of packages in them: the Debian
 /// packages of the distroless root filesystem, the Python packages of the venv, and the launcher's crates.
 fn assert_scan_sees_every_package_kind(name: &str, python_package: &str) {
-    let Some((ctx, image, built)) = built(name) else { return };
-    let outcome = match xtask::scan::scan_image(&ctx, &image, &built.reference) {
+    let Some((ctx, built)) = built(name) else { return };
+    let image = ctx.image(name).unwrap();
+    let outcome = match xtask::stages::scan::scan_image(&ctx, image, &built.reference) {
         Ok(outcome) => outcome,
         Err(error) if !Context::in_ci() => return eprintln!("skipped: {error:#}"),
         Err(error) => panic!("CI=true and the scan could not run: {error:#}"),

@@ -2,12 +2,12 @@
 
 use xshell::cmd;
 use xtask::context::Context;
-use xtask::tools::{self, Tool};
+use xtask::pinned_tools::{self, Tool};
 
 #[test]
 fn workflows_pass_actionlint() {
     let ctx = Context::discover().unwrap();
-    let actionlint = match tools::ensure(&ctx, Tool::Actionlint) {
+    let actionlint = match pinned_tools::ensure(&ctx, Tool::Actionlint) {
         Ok(path) => path,
         Err(error) if !Context::in_ci() => return eprintln!("skipped: {error:#}"),
         Err(error) => panic!("CI=true and actionlint is not available: {error:#}"),

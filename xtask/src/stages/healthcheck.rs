@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use crate::build::Built;
+use crate::built::Built;
 use crate::context::Context;
-use crate::images::{self, Image};
+use crate::images::Image;
 use crate::stack::{self, Options};
 
 #[derive(clap::Args)]
@@ -16,11 +16,11 @@ pub struct HealthcheckArgs {
 }
 
 pub fn run(ctx: &Context, args: &HealthcheckArgs) -> Result<()> {
-    crate::docker::engine_version(ctx)?;
+    ctx.engine()?;
     stack::sweep(ctx)?;
-    for image in images::select(ctx, &args.images)? {
-        let built = crate::build::current(ctx, &image.name)?;
-        let elapsed = check(ctx, &image, &built)?;
+    for image in ctx.select(&args.images)? {
+        let built = Built::current(ctx, &image.name)?;
+        let elapsed = check(ctx, image, &built)?;
         println!("{}: healthy after {:.2}s", built.reference, elapsed.as_secs_f64());
     }
     Ok(())
@@ -29,11 +29,7 @@ pub fn run(ctx: &Context, args: &HealthcheckArgs) -> Result<()> {
 /// Starts the image hardened (read-only root, no capabilities) with its companions, polls its health
 /// endpoint, and removes everything again, also when it fails.
 pub fn check(ctx: &Context, image: &Image, built: &Built) -> Result<Duration> {
-    let health = image
-        .settings
-        .health
-        .as_ref()
-        .with_context(|| format!("image {} has no [health] endpoint in its image.toml", image.name))?;
+    let health = image.health()?;
     let running = stack::start(ctx, image, &built.reference, &Options::default())
         .with_context(|| format!("image {}: healthcheck", image.name))?;
     running.wait_healthy(health).with_context(|| format!("image {}: healthcheck", image.name))

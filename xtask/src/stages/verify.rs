@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 use crate::context::Context;
+use crate::cosign::{self, Tlog, TlogArgs, Verifier};
 use crate::registry::{self, Reference};
-use crate::sign::{self, Tlog, TlogArgs, Verifier};
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<()> {
         _ => Tlog::Offline,
     };
     let reference = Reference::parse(&args.image)?;
-    let verified = image(&sign::cosign(ctx)?, &reference, &verifier, tlog)?;
+    let verified = image(&cosign::cosign(ctx)?, &reference, &verifier, tlog)?;
     eprintln!("xtask: {}", tlog.describe());
     let sbom =
         if verified.sbom_attestation { "signed SBOM attestation verified" } else { "no SBOM attestation attached" };
@@ -75,10 +75,10 @@ pub fn image(cosign: &Path, reference: &Reference, verifier: &Verifier, tlog: Tl
     if signed != digest {
         bail!("the signature of {pinned} names digest {signed}, not {digest}");
     }
-    let sbom_attestation = sign::has_attestation(cosign, &pinned, sign::SBOM_PREDICATE)?;
+    let sbom_attestation = cosign::has_attestation(cosign, &pinned, cosign::SBOM_PREDICATE)?;
     if sbom_attestation {
         verifier
-            .verify_attestation(cosign, &pinned, sign::SBOM_PREDICATE, tlog)
+            .verify_attestation(cosign, &pinned, cosign::SBOM_PREDICATE, tlog)
             .with_context(|| format!("{pinned} carries an SBOM attestation that does not verify"))?;
     }
     Ok(Verified { pinned, sbom_attestation })

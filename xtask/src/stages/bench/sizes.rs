@@ -1,20 +1,16 @@
 //! Image size: ours against a one-stage build of the same app, and where our bytes go.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
+use xshell::{cmd, Shell};
 
-use super::report::{Figure, Goal, Row, Section, Target, Unit};
+use super::report::{markdown_table, Figure, Goal, Row, Section, Target, Unit};
 use super::Bench;
-use crate::images;
 
 pub const TITLE: &str = "Image size";
-
-/// Uncompressed size targets of issue 4, in bytes (decimal MB, as `docker images` counts).
-const SIZE_TARGETS: &[(&str, f64, &str)] = &[("giropops-senhas", 45e6, "≤ 45 MB"), ("fake-shop", 60e6, "≤ 60 MB")];
 const TOP_DIRECTORIES: usize = 12;
 const TOP_FILES: usize = 8;
 
@@ -28,41 +24,38 @@ pub fn measure(bench: &Bench) -> Result<Section> {
         "Uncompressed: `docker image inspect .Size`. Compressed: the gzip size (level 6) of `docker save`, \
          streamed through the encoder, which is about what a registry stores and a node pulls.",
     );
-    let base = crate::bootstrap::ensure_base(ctx)?;
-    for image in images::select(ctx, &[])? {
+    let base = crate::debian_base::ensure_base(ctx)?;
+    for image in ctx.select(&[])? {
         let ours = bench.ours(&image.name)?.to_owned();
+        // The one-stage baseline of an image is the folder of its name under bench/baselines/.
         let baseline = bench.build_baseline(&image.name, &ctx.root, &[("DEBIAN_BASE".to_owned(), base.clone())])?;
-        let (_, ours_size) = crate::docker::image_id_and_size(ctx, &ours)?;
-        let (_, baseline_size) = crate::docker::image_id_and_size(ctx, &baseline)?;
+        let (_, ours_size) = crate::docker::image_id_and_size(&ctx.sh, &ours)?;
+        let (_, baseline_size) = crate::docker::image_id_and_size(&ctx.sh, &baseline)?;
         let mut uncompressed = Row::new(
             format!("{} uncompressed", image.name),
             Unit::Bytes,
             Some(Figure::single(ours_size as f64)),
             Some(Figure::single(baseline_size as f64)),
         );
-        if let Some((_, limit, text)) = SIZE_TARGETS.iter().find(|(name, _, _)| *name == image.name) {
-            uncompressed = uncompressed.with_target(Target::new(text, &[Goal::AtMost(*limit)]));
+        if let Some(megabytes) = image.settings.bench.size_target_mb {
+            let target = Target::new(&format!("≤ {megabytes} MB"), &[Goal::AtMost(megabytes * 1e6)]);
+            uncompressed = uncompressed.with_target(target);
         }
         section.rows.push(uncompressed);
         section.rows.push(Row::new(
             format!("{} compressed (gzip of docker save)", image.name),
             Unit::Bytes,
-            Some(Figure::single(gzipped_save_size(&ours)? as f64)),
-            Some(Figure::single(gzipped_save_size(&baseline)? as f64)),
+            Some(Figure::single(gzipped_save_size(&ctx.sh, &ours)? as f64)),
+            Some(Figure::single(gzipped_save_size(&ctx.sh, &baseline)? as f64)),
         ));
-        section.extra.push_str(&contributors_markdown(&image.name, &ours)?);
+        section.extra.push_str(&contributors_markdown(&ctx.sh, &image.name, &ours)?);
     }
     Ok(section)
 }
 
 /// The gzip size of `docker save`, without writing the archive anywhere.
-fn gzipped_save_size(reference: &str) -> Result<u64> {
-    let mut child = Command::new("docker")
-        .args(["save", reference])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting `docker save`")?;
+fn gzipped_save_size(sh: &Shell, reference: &str) -> Result<u64> {
+    let mut child = piped(cmd!(sh, "docker save {reference}")).spawn().context("starting `docker save`")?;
     let mut encoder = flate2::write::GzEncoder::new(ByteCounter::default(), flate2::Compression::default());
     io::copy(child.stdout.as_mut().context("docker save has no stdout")?, &mut encoder)
         .with_context(|| format!("compressing `docker save {reference}`"))?;
@@ -82,6 +75,13 @@ impl Write for ByteCounter {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// A command whose output is read as it comes.
+fn piped(command: xshell::Cmd<'_>) -> Command {
+    let mut command = Command::from(command);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
 }
 
 fn finish(mut child: std::process::Child, what: &str) -> Result<()> {
@@ -140,22 +140,14 @@ fn group_of(path: &str) -> String {
 }
 
 /// Streams `docker export` of a created (never started) container through a tar reader.
-fn usage_of(reference: &str) -> Result<Usage> {
-    let id = String::from_utf8(
-        Command::new("docker").args(["create", reference]).stderr(Stdio::inherit()).output()?.stdout,
-    )?
-    .trim()
-    .to_owned();
+fn usage_of(sh: &Shell, reference: &str) -> Result<Usage> {
+    let label = format!("{}={}", crate::stack::LABEL, crate::stack::owner());
+    let id = cmd!(sh, "docker create --label {label} {reference}").quiet().read()?;
     if id.is_empty() {
         bail!("`docker create {reference}` did not create a container");
     }
     let result = (|| {
-        let mut child = Command::new("docker")
-            .args(["export", &id])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting `docker export`")?;
+        let mut child = piped(cmd!(sh, "docker export {id}")).spawn().context("starting `docker export`")?;
         let mut usage = Usage::default();
         let mut archive = tar::Archive::new(child.stdout.take().context("docker export has no stdout")?);
         for entry in archive.entries()? {
@@ -168,26 +160,26 @@ fn usage_of(reference: &str) -> Result<Usage> {
         finish(child, &format!("docker export {id}"))?;
         Ok(usage)
     })();
-    let _ = Command::new("docker").args(["rm", "--force", &id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = cmd!(sh, "docker rm --force {id}").quiet().ignore_stdout().ignore_stderr().run();
     result
 }
 
-fn contributors_markdown(name: &str, reference: &str) -> Result<String> {
-    let usage = usage_of(reference).with_context(|| format!("listing the files of {reference}"))?;
-    let mut out = format!(
-        "Largest contributors to {name} ({} in regular files):\n\n| directory | size | share |\n|---|---:|---:|\n",
-        Unit::Bytes.format(usage.total as f64)
-    );
+fn contributors_markdown(sh: &Shell, name: &str, reference: &str) -> Result<String> {
+    let usage = usage_of(sh, reference).with_context(|| format!("listing the files of {reference}"))?;
     let share = |size: u64| if usage.total == 0 { 0.0 } else { size as f64 * 100.0 / usage.total as f64 };
-    for (group, size) in usage.largest_groups(TOP_DIRECTORIES) {
-        let _ = writeln!(out, "| `{group}` | {} | {:.1} % |", Unit::Bytes.format(size as f64), share(size));
-    }
-    let _ = writeln!(out, "\nLargest files of {name}:\n\n| file | size |\n|---|---:|");
-    for (file, size) in usage.largest_files(TOP_FILES) {
-        let _ = writeln!(out, "| `{file}` | {} |", Unit::Bytes.format(size as f64));
-    }
-    out.push('\n');
-    Ok(out)
+    let groups = usage.largest_groups(TOP_DIRECTORIES).into_iter().map(|(group, size)| {
+        vec![format!("`{group}`"), Unit::Bytes.format(size as f64), format!("{:.1} %", share(size))]
+    });
+    let files = usage
+        .largest_files(TOP_FILES)
+        .into_iter()
+        .map(|(file, size)| vec![format!("`{file}`"), Unit::Bytes.format(size as f64)]);
+    Ok(format!(
+        "Largest contributors to {name} ({} in regular files):\n\n{}\nLargest files of {name}:\n\n{}\n",
+        Unit::Bytes.format(usage.total as f64),
+        markdown_table(&["directory", "size", "share"], groups),
+        markdown_table(&["file", "size"], files),
+    ))
 }
 
 #[cfg(test)]

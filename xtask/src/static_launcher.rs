@@ -1,4 +1,4 @@
-//! Builds the launcher as the static binary that every image runs as PID 1.
+//! Builds the launcher crate as the static binary that every image runs as PID 1.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,7 @@ const CARGO_AUDITABLE_VERSION: &str = "0.7.7";
 
 /// Builds `launcher` for musl with cargo-auditable, so that scanners can list its crates,
 /// and returns the path of the binary.
-pub fn build_static(ctx: &Context) -> Result<PathBuf> {
+pub fn build(ctx: &Context) -> Result<PathBuf> {
     ensure_musl_target(ctx)?;
     let cargo_auditable = ensure_cargo_auditable(ctx)?;
     let sh = &ctx.sh;

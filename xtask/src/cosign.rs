@@ -385,14 +385,9 @@ impl Failure {
 
     /// The registry of `reference` named as unreachable, when cosign could not connect to it.
     fn unreachable_registry(&self, reference: &str) -> Option<anyhow::Error> {
-        let line = self.output.lines().find(|line| {
-            ["connection refused", "no such host", "i/o timeout", "network is unreachable"]
-                .iter()
-                .any(|needle| line.contains(needle))
-        })?;
+        let line = crate::registry::unreachable_line(&self.output)?;
         let registry = reference.split('/').next().unwrap_or(reference);
-        let cause = line.trim().trim_start_matches("Error: ");
-        Some(crate::registry::unreachable(registry, cause))
+        Some(crate::registry::unreachable(registry, line.trim_start_matches("Error: ")))
     }
 
     fn explain_for_signing(self, key: &KeySource, reference: Option<&str>) -> anyhow::Error {
@@ -438,16 +433,15 @@ impl Failure {
 fn run_cosign(cosign: &Path, args: &[String], secrets: &[(String, Secret)]) -> std::result::Result<String, Failure> {
     let command = format!("cosign {}", args.join(" "));
     eprintln!("xtask: {command}");
-    let mut expression = duct::cmd(cosign, args).stdin_null().stdout_capture().stderr_capture().unchecked();
+    let failure = |output: String| Failure { command: command.clone(), output };
+    let sh = xshell::Shell::new().map_err(|error| failure(format!("could not start cosign: {error}")))?;
+    // Empty stdin: cosign must never wait for a password prompt.
+    let mut cosign_cmd = xshell::cmd!(sh, "{cosign} {args...}").quiet().ignore_status().stdin("");
     for (name, secret) in secrets {
-        expression = expression.env(name, &secret.0);
+        cosign_cmd = cosign_cmd.env(name, &secret.0);
     }
-    let output = match expression.run() {
-        Ok(output) => output,
-        Err(error) => {
-            return Err(Failure { command, output: format!("could not start {}: {error}", cosign.display()) })
-        }
-    };
+    let output =
+        cosign_cmd.output().map_err(|error| failure(format!("could not start {}: {error}", cosign.display())))?;
     let scrub = |bytes: &[u8]| {
         let mut text = String::from_utf8_lossy(bytes).into_owned();
         for (_, secret) in secrets.iter().filter(|(_, secret)| !secret.0.is_empty()) {
@@ -458,13 +452,13 @@ fn run_cosign(cosign: &Path, args: &[String], secrets: &[(String, Secret)]) -> s
     if output.status.success() {
         Ok(scrub(&output.stdout))
     } else {
-        Err(Failure { command, output: format!("{}{}", scrub(&output.stderr), scrub(&output.stdout)) })
+        Err(failure(format!("{}{}", scrub(&output.stderr), scrub(&output.stdout))))
     }
 }
 
 /// The cosign binary the project pins (see `cargo xtask tools`).
 pub fn cosign(ctx: &Context) -> Result<PathBuf> {
-    crate::tools::ensure(ctx, crate::tools::Tool::Cosign)
+    crate::pinned_tools::ensure(ctx, crate::pinned_tools::Tool::Cosign)
 }
 
 #[cfg(test)]

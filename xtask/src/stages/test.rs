@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use xshell::cmd;
 
 use crate::context::Context;
+use crate::stamp::{self, Stamp};
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -17,9 +18,22 @@ pub struct TestArgs {
     suites: Vec<String>,
 }
 
-pub fn run(ctx: &Context, args: &TestArgs) -> Result<()> {
+/// One suite of `cargo xtask test`, planned before anything runs.
+#[derive(Debug, PartialEq)]
+enum Suite {
+    /// An app's pytest suite in its own virtual environment.
+    Python(PathBuf),
+    /// The static launcher, which the launcher's container test and the images run.
+    StaticLauncher,
+    /// The images, which the image integration tests run (skipped outside CI when no engine answers).
+    Images,
+    /// `cargo test` of one workspace package: one runner per test binary.
+    Cargo(String),
+}
+
+/// The suites the arguments name (all when none is named), in the order they run.
+fn plan(ctx: &Context, args: &TestArgs) -> Result<Vec<Suite>> {
     let apps = python_apps(ctx)?;
-    let wanted = |suite: &str| args.suites.is_empty() || args.suites.iter().any(|s| s == suite);
     for suite in &args.suites {
         let known = suite == "rust" || apps.iter().any(|app| app_name(app) == suite);
         if !known {
@@ -27,12 +41,28 @@ pub fn run(ctx: &Context, args: &TestArgs) -> Result<()> {
             bail!("unknown test suite `{suite}`: choose from rust, {}", names.join(", "));
         }
     }
-    let mut runners = Vec::new();
-    for app in apps.iter().filter(|app| wanted(app_name(app))) {
-        runners.push(run_python_suite(ctx, app));
-    }
+    let wanted = |suite: &str| args.suites.is_empty() || args.suites.iter().any(|s| s == suite);
+    let mut plan: Vec<Suite> = apps.into_iter().filter(|app| wanted(app_name(app))).map(Suite::Python).collect();
     if wanted("rust") {
-        runners.extend(run_rust_suites(ctx)?);
+        plan.extend([Suite::StaticLauncher, Suite::Images]);
+        plan.extend(workspace_packages(ctx)?.into_iter().map(Suite::Cargo));
+    }
+    Ok(plan)
+}
+
+pub fn run(ctx: &Context, args: &TestArgs) -> Result<()> {
+    let mut runners = Vec::new();
+    let mut static_launcher = None;
+    for suite in plan(ctx, args)? {
+        match suite {
+            Suite::Python(app) => runners.push(run_python_suite(ctx, &app)),
+            Suite::StaticLauncher => match crate::static_launcher::build(ctx) {
+                Ok(path) => static_launcher = Some(path),
+                Err(error) => runners.push(Runner::died("static launcher build", format!("{error:#}"))),
+            },
+            Suite::Images => runners.extend(build_images(ctx)),
+            Suite::Cargo(package) => runners.extend(run_cargo_test(ctx, &package, static_launcher.as_deref())),
+        }
     }
     // One closing block over every runner, for people and for CI log readers.
     println!("\n{}", report(&runners));
@@ -104,60 +134,36 @@ impl Runner {
 
 /// The closing block: each runner with its result, then `test: N passed, N failed` over all of them.
 fn report(runners: &[Runner]) -> String {
-    let width = runners.iter().map(|runner| runner.name.len()).max().unwrap_or(0);
-    let mut text = String::from("test: results by runner\n");
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
     for runner in runners {
         let verdict = match (&runner.problem, runner.passed()) {
-            (Some(_), _) => "DIED  ",
+            (Some(_), _) => "DIED",
             (None, true) => "passed",
             (None, false) => "FAILED",
         };
         let counts = format!("{} passed, {} failed", runner.passed, runner.failed);
-        let problem = runner.problem.as_deref().map(|problem| format!(" ({problem})")).unwrap_or_default();
-        text.push_str(&format!("  {verdict}  {:<width$}  {counts}{problem}\n", runner.name));
+        table.add_row([verdict, &runner.name, &counts, runner.problem.as_deref().unwrap_or_default()]);
     }
     let passed: u64 = runners.iter().map(|runner| runner.passed).sum();
     let failed: u64 = runners.iter().map(|runner| runner.failed).sum();
-    text.push_str(&format!("test: {passed} passed, {failed} failed"));
-    text
+    format!("test: results by runner\n{table}\ntest: {passed} passed, {failed} failed")
 }
 
-/// The launcher's and the xtask's suites, including the integration tests against the built images,
-/// which are built first (at the current revision, as `cargo xtask build` does).
-fn run_rust_suites(ctx: &Context) -> Result<Vec<Runner>> {
-    eprintln!("xtask: rust suites (launcher, xtask, images)");
-    let mut runners = Vec::new();
-    // The launcher's container test runs the static binary, as the images do.
-    let static_launcher = match crate::launcher::build_static(ctx) {
-        Ok(path) => Some(path),
-        Err(error) => {
-            runners.push(Runner::died("static launcher build", format!("{error:#}")));
-            None
+/// Builds every image at the current revision (as `cargo xtask build` does) for the image integration tests.
+fn build_images(ctx: &Context) -> Option<Runner> {
+    match ctx.engine() {
+        Ok(_) => {}
+        Err(error) if !Context::in_ci() => {
+            eprintln!("xtask: image tests will be skipped: {error:#}");
+            return None;
         }
-    };
-    match crate::docker::engine_version(ctx) {
-        Ok(_) => {
-            let images = crate::images::with_companions(ctx, &[])?;
-            if let Err(error) = crate::build::build_all(ctx, &images) {
-                eprintln!("xtask: the image build failed: {error:#}");
-                runners.push(Runner::died("image build", format!("{error:#}")));
-            }
-        }
-        Err(error) if !Context::in_ci() => eprintln!("xtask: image tests will be skipped: {error:#}"),
-        Err(error) => runners.push(Runner::died("Docker engine", format!("{error:#}"))),
+        Err(error) => return Some(Runner::died("Docker engine", format!("{error:#}"))),
     }
-    for package in workspace_packages(ctx)? {
-        // --all-targets: unit and integration tests (the crates have no doc tests to run); --no-fail-fast:
-        // a failing test binary does not keep the next ones from running.
-        let mut command =
-            duct::cmd!("cargo", "test", "--locked", "--package", &package, "--all-targets", "--no-fail-fast")
-                .dir(&ctx.root);
-        if let Some(path) = &static_launcher {
-            command = command.env("LAUNCHER_STATIC_BIN", path);
-        }
-        runners.extend(run_cargo_test(&package, command));
-    }
-    Ok(runners)
+    let built = ctx.with_companions(&[]).and_then(|images| super::build::build_all(ctx, &images));
+    let error = built.err()?;
+    eprintln!("xtask: the image build failed: {error:#}");
+    Some(Runner::died("image build", format!("{error:#}")))
 }
 
 /// The members of the cargo workspace, from the root Cargo.toml.
@@ -177,9 +183,17 @@ fn workspace_packages(ctx: &Context) -> Result<Vec<String>> {
 }
 
 /// One `cargo test --package`, streamed through, as one runner per test binary it ran.
-fn run_cargo_test(package: &str, command: duct::Expression) -> Vec<Runner> {
+fn run_cargo_test(ctx: &Context, package: &str, static_launcher: Option<&Path>) -> Vec<Runner> {
+    let sh = &ctx.sh;
+    // --all-targets: unit and integration tests (the crates have no doc tests to run); --no-fail-fast: a failing
+    // test binary does not keep the next ones from running.
+    let mut command = cmd!(sh, "cargo test --locked --package {package} --all-targets --no-fail-fast");
+    if let Some(path) = static_launcher {
+        // The launcher's container test runs the static binary, as the images do.
+        command = command.env("LAUNCHER_STATIC_BIN", path);
+    }
     let mut binaries = CargoBinaries::new(package);
-    let status = crate::context::stream_lines(command, |line| {
+    let status = crate::process::stream(command, |line| {
         print!("{line}");
         binaries.add_line(line);
     });
@@ -267,8 +281,9 @@ fn run_python_suite(ctx: &Context, app: &Path) -> Runner {
     }
     let mut runner = Runner::new(name.clone());
     let mut saw_summary = false;
-    let command = duct::cmd!(app.join(".venv/bin/python"), "-m", "pytest").dir(app);
-    let status = crate::context::stream_lines(command, |line| {
+    let sh = &ctx.sh;
+    let _dir = sh.push_dir(app);
+    let status = crate::process::stream(cmd!(sh, ".venv/bin/python -m pytest"), |line| {
         print!("{line}");
         saw_summary |= runner.add_summary_line(line);
     });
@@ -282,14 +297,16 @@ fn run_python_suite(ctx: &Context, app: &Path) -> Runner {
 fn prepare_venv(ctx: &Context, app: &Path) -> Result<()> {
     let sh = &ctx.sh;
     let _dir = sh.push_dir(app);
-    let venv = app.join(".venv");
     let locks = ["requirements.lock", "requirements-dev.lock"];
-    let mut fingerprint = String::new();
+    let mut contents = Vec::new();
     for lock in locks {
-        fingerprint.push_str(&std::fs::read_to_string(app.join(lock)).with_context(|| format!("reading {lock}"))?);
+        contents.push(std::fs::read(app.join(lock)).with_context(|| format!("reading {lock}"))?);
     }
-    let stamp = venv.join(".locks");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(fingerprint.as_str()) {
+    let stamp = Stamp::new(
+        app.join(".venv/.locks"),
+        stamp::fingerprint(locks.into_iter().zip(contents.iter().map(Vec::as_slice))),
+    );
+    if !stamp.is_current() {
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         cmd!(sh, "{python} -m venv --clear .venv").run().context("creating the virtual environment")?;
         cmd!(
@@ -298,7 +315,7 @@ fn prepare_venv(ctx: &Context, app: &Path) -> Result<()> {
         )
         .run()
         .context("installing the hash-pinned locks")?;
-        std::fs::write(&stamp, fingerprint)?;
+        stamp.record()?;
     }
     Ok(())
 }
@@ -312,6 +329,20 @@ mod tests {
 
     fn exit(code: i32) -> ExitStatus {
         ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn every_suite_is_planned_apps_first_and_a_name_picks_one() {
+        let ctx = Context::discover().unwrap();
+        let all = plan(&ctx, &TestArgs { suites: Vec::new() }).unwrap();
+        assert!(matches!(all.first(), Some(Suite::Python(_))), "{all:?}");
+        let launcher = all.iter().position(|suite| *suite == Suite::StaticLauncher).unwrap();
+        assert_eq!(all[launcher + 1], Suite::Images);
+        assert!(all.contains(&Suite::Cargo("launcher".into())) && all.contains(&Suite::Cargo("xtask".into())));
+        let rust = plan(&ctx, &TestArgs { suites: vec!["rust".into()] }).unwrap();
+        assert_eq!(rust[0], Suite::StaticLauncher);
+        let error = plan(&ctx, &TestArgs { suites: vec!["nope".into()] }).unwrap_err().to_string();
+        assert!(error.contains("unknown test suite `nope`: choose from rust, "), "{error}");
     }
 
     #[test]
@@ -338,7 +369,10 @@ mod tests {
         fine.add_summary_line("=== 3 passed in 1.0s ===");
         assert!(fine.finish(true, exit(0)).passed());
         let text = report(&[died, silent_failure]);
-        assert!(text.contains("DIED    pytest apps/x"), "{text}");
+        assert!(
+            text.lines().any(|line| line.trim_start().starts_with("DIED") && line.contains("pytest apps/x")),
+            "{text}"
+        );
         assert!(text.ends_with("test: 0 passed, 2 failed"), "{text}");
     }
 

@@ -18,8 +18,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 
+use xshell::cmd;
+
 use crate::context::Context;
-use crate::images;
 use report::Section;
 
 #[derive(clap::Args)]
@@ -95,14 +96,14 @@ impl Bench<'_> {
         let ctx = self.ctx;
         let any = self.built.values().next().context("no image was built")?;
         let tag = any.rsplit_once(':').map(|(_, tag)| tag).context("reference without a tag")?;
-        let reference = images::reference(&format!("bench-{folder}"), tag);
+        let reference = crate::images::reference(&format!("bench-{folder}"), tag);
         let dockerfile = ctx.root.join("bench").join("baselines").join(folder).join("Dockerfile");
         anyhow::ensure!(dockerfile.is_file(), "the baseline {} is missing", dockerfile.display());
-        let builder = crate::docker::builder(ctx)?;
-        crate::build::docker_build(
+        let builder = ctx.engine()?.builder()?;
+        super::build::docker_build(
             ctx,
-            &builder,
-            &crate::build::DockerBuild {
+            builder,
+            &super::build::DockerBuild {
                 dockerfile: &dockerfile,
                 context_dir,
                 reference: &reference,
@@ -125,18 +126,17 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> Result<()> {
     };
     let output = args.output.clone().unwrap_or_else(|| {
         if args.quick {
-            ctx.root.join("out").join("bench").join("benchmarks-quick.md")
+            ctx.out.bench_dir().join("benchmarks-quick.md")
         } else {
             ctx.root.join("docs").join("benchmarks.md")
         }
     });
-    let engine = crate::docker::engine_version(ctx)?;
-    let machine = Machine::describe(ctx, engine)?;
+    let machine = Machine::describe(ctx)?;
     crate::stack::sweep(ctx)?;
 
     // The comparisons run on the images of this checkout: build what changed (cached layers make this quick).
-    let everything = images::with_companions(ctx, &[])?;
-    let built = crate::build::build_all(ctx, &everything).context("bench: building the images to compare")?;
+    let everything = ctx.with_companions(&[])?;
+    let built = super::build::build_all(ctx, &everything).context("bench: building the images to compare")?;
     let bench = Bench { ctx, plan, built: built.into_iter().map(|record| (record.image, record.reference)).collect() };
 
     let comparisons: [(Comparison, &str, Measure); 5] = [
@@ -192,7 +192,7 @@ struct Machine {
 }
 
 impl Machine {
-    fn describe(ctx: &Context, engine: String) -> Result<Self> {
+    fn describe(ctx: &Context) -> Result<Self> {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         Ok(Machine {
@@ -200,9 +200,9 @@ impl Machine {
             cpu: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown CPU".to_owned()),
             memory_bytes: mem_total_bytes(&meminfo).unwrap_or(0),
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
-            engine,
-            revision: ctx.read("git", &["rev-parse", "HEAD"])?,
-            dirty: images::revision_tag(ctx)?.ends_with("-dirty"),
+            engine: ctx.engine()?.version.clone(),
+            revision: ctx.revision()?.commit.clone(),
+            dirty: ctx.revision()?.dirty,
         })
     }
 }
@@ -253,7 +253,6 @@ fn page(machine: &Machine, plan: &Plan, sections: &[Section]) -> String {
     out
 }
 
-/// The path of `program` on PATH, or an error that says how to install it.
 /// The program's path; when it is missing, it is installed from the distribution's packages where this process
 /// may (root with apt-get, as `.ci/run` installs the test tools), else an error says how to install it.
 fn require_program(program: &str, debian_package: &str) -> Result<PathBuf> {
@@ -265,17 +264,15 @@ fn require_program(program: &str, debian_package: &str) -> Result<PathBuf> {
     });
     if is_root && find_program("apt-get").is_some() {
         eprintln!("bench: installing {debian_package} with apt-get (it provides `{program}`)");
-        let installed = duct::cmd!("apt-get", "install", "-y", "-qq", "--no-install-recommends", debian_package)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout_null()
-            .run()
-            .or_else(|_| {
-                duct::cmd!("apt-get", "update", "-qq").run()?;
-                duct::cmd!("apt-get", "install", "-y", "-qq", "--no-install-recommends", debian_package)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .stdout_null()
-                    .run()
-            });
+        let sh = xshell::Shell::new()?;
+        let install = || {
+            cmd!(sh, "apt-get install -y -qq --no-install-recommends {debian_package}")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .ignore_stdout()
+                .run()
+        };
+        // A machine that never ran `apt-get update` has no package lists yet.
+        let installed = install().or_else(|_| cmd!(sh, "apt-get update -qq").run().and_then(|()| install()));
         if let Err(error) = installed {
             eprintln!("bench: apt-get could not install {debian_package}: {error}");
         }

@@ -4,6 +4,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use xshell::{cmd, Shell};
 
 use super::report::{Figure, Goal, Row, Section, Target, Unit};
 use super::Bench;
@@ -31,7 +32,7 @@ command = ["sleep", "600"]
 pub fn measure(bench: &Bench) -> Result<Section> {
     let (ctx, plan) = (bench.ctx, &bench.plan);
     super::require_program(TINI, "tini")?;
-    let launcher = crate::launcher::build_static(ctx)?;
+    let launcher = crate::static_launcher::build(ctx)?;
     let launcher = launcher.to_str().context("launcher path is not UTF-8")?.to_owned();
     let mut section = Section::new(
         TITLE,
@@ -50,7 +51,8 @@ pub fn measure(bench: &Bench) -> Result<Section> {
             .with_target(Target::new("≤ 1 MiB", &[Goal::AtMost(1024.0 * 1024.0)])),
     );
 
-    let one_child = |program: &str, args: &[&str]| supervising_peak_rss(program, args, "sleep", 1);
+    let sh = &ctx.sh;
+    let one_child = |program: &str, args: &[&str]| supervising_peak_rss(sh, program, args, "sleep", 1);
     let mut launcher_rss = Vec::new();
     let mut tini_rss = Vec::new();
     for round in 0..plan.rounds {
@@ -72,14 +74,14 @@ pub fn measure(bench: &Bench) -> Result<Section> {
     let config = super::TempFile::with_contents("toml", TWO_SERVICES)?;
     let config_path = config.path().to_str().context("temporary path is not UTF-8")?.to_owned();
     let two_services: Vec<f64> = (0..plan.rounds)
-        .map(|_| supervising_peak_rss(&launcher, &["--config", &config_path], "sleep", 2))
+        .map(|_| supervising_peak_rss(sh, &launcher, &["--config", &config_path], "sleep", 2))
         .collect::<Result<_>>()?;
     section.rows.push(
         Row::new("peak RSS supervising two services (config file)", Unit::BinaryBytes, Figure::of(&two_services), None)
             .with_target(Target::new(MEMORY_TARGET.1, &[Goal::AtMost(MEMORY_TARGET.0)])),
     );
 
-    let (direct, via_launcher, via_tini) = startup_times(&launcher, plan.startup_runs)?;
+    let (direct, via_launcher, via_tini) = startup_times(sh, &launcher, plan.startup_runs)?;
     let direct_median = super::report::median(&direct).context("no start-up samples")?;
     let overhead = |samples: &[f64]| {
         Figure::of(samples).map(|figure| Figure { value: figure.value - direct_median, samples: figure.samples })
@@ -103,14 +105,8 @@ pub fn measure(bench: &Bench) -> Result<Section> {
 
 /// Starts `program args`, waits until it has `children` children named `child_name`, reads its peak
 /// RSS, then stops it with SIGTERM as a container engine would.
-fn supervising_peak_rss(program: &str, args: &[&str], child_name: &str, children: usize) -> Result<f64> {
-    let mut supervisor = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {program}"))?;
+fn supervising_peak_rss(sh: &Shell, program: &str, args: &[&str], child_name: &str, children: usize) -> Result<f64> {
+    let mut supervisor = silent(sh, program, args).spawn().with_context(|| format!("starting {program}"))?;
     let outcome = (|| {
         let pid = supervisor.id();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -126,14 +122,21 @@ fn supervising_peak_rss(program: &str, args: &[&str], child_name: &str, children
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         parse_vm_hwm_bytes(&status).with_context(|| format!("no VmHWM in /proc/{pid}/status"))
     })();
-    stop(&mut supervisor, program)?;
+    stop(sh, &mut supervisor, program)?;
     Ok(outcome? as f64)
 }
 
+/// `program args` with no input and its output discarded, built as every command is.
+fn silent(sh: &Shell, program: &str, args: &[&str]) -> Command {
+    let mut command = Command::from(cmd!(sh, "{program} {args...}"));
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    command
+}
+
 /// SIGTERM, then waits for the supervisor (which stops its children); SIGKILL after 15 s.
-fn stop(child: &mut Child, program: &str) -> Result<()> {
+fn stop(sh: &Shell, child: &mut Child, program: &str) -> Result<()> {
     let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = cmd!(sh, "kill -TERM {pid}").quiet().run();
     let deadline = Instant::now() + Duration::from_secs(15);
     while child.try_wait()?.is_none() {
         if Instant::now() > deadline {
@@ -141,7 +144,8 @@ fn stop(child: &mut Child, program: &str) -> Result<()> {
             child.kill()?;
             child.wait()?;
             for (orphan, _) in leftovers {
-                let _ = Command::new("kill").args(["-KILL", &orphan.to_string()]).status();
+                let orphan = orphan.to_string();
+                let _ = cmd!(sh, "kill -KILL {orphan}").quiet().run();
             }
             bail!("{program} did not stop within 15 s of SIGTERM");
         }
@@ -151,7 +155,7 @@ fn stop(child: &mut Child, program: &str) -> Result<()> {
 }
 
 /// Wall times of `/bin/true` run directly, through the launcher and through tini, interleaved.
-fn startup_times(launcher: &str, runs: usize) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+fn startup_times(sh: &Shell, launcher: &str, runs: usize) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
     let variants: [(&str, Vec<&str>); 3] =
         [(TRIVIAL_CHILD, vec![]), (launcher, vec!["--", TRIVIAL_CHILD]), (TINI, vec!["-s", "--", TRIVIAL_CHILD])];
     let mut samples: [Vec<f64>; 3] = Default::default();
@@ -159,14 +163,9 @@ fn startup_times(launcher: &str, runs: usize) -> Result<(Vec<f64>, Vec<f64>, Vec
         for offset in 0..variants.len() {
             let index = (run + offset) % variants.len();
             let (program, args) = &variants[index];
+            let mut command = silent(sh, program, args);
             let started = Instant::now();
-            let status = Command::new(program)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .with_context(|| format!("running {program}"))?;
+            let status = command.status().with_context(|| format!("running {program}"))?;
             samples[index].push(started.elapsed().as_secs_f64());
             if !status.success() {
                 bail!("`{program} {}` failed ({status})", args.join(" "));

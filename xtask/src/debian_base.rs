@@ -13,27 +13,6 @@ const OFFICIAL_BASE: &str = "debian:trixie";
 pub const LOCAL_BASE: &str = "localhost/debian:trixie";
 const SUITE: &str = "trixie";
 
-#[derive(clap::Args)]
-pub struct BootstrapArgs {
-    /// Debian mirror to build from (default: the host's apt sources, else XTASK_DEBIAN_MIRROR).
-    #[arg(long)]
-    mirror: Option<String>,
-    /// Build the local base again even when the engine has it.
-    #[arg(long)]
-    force: bool,
-}
-
-/// `cargo xtask bootstrap`: build the local base image from the Debian archive.
-pub fn run(ctx: &Context, args: &BootstrapArgs) -> Result<()> {
-    docker::engine_version(ctx)?;
-    if args.force || !docker::has_image(ctx, LOCAL_BASE) {
-        build_local_base(ctx, args.mirror.as_deref())?;
-    } else {
-        eprintln!("xtask: {LOCAL_BASE} is present (use --force to build it again)");
-    }
-    Ok(())
-}
-
 /// The base image the Dockerfiles get as `DEBIAN_BASE`: `XTASK_DEBIAN_BASE` when set, the official
 /// image when present or pullable, else the local one, bootstrapped when missing.
 pub fn ensure_base(ctx: &Context) -> Result<String> {
@@ -41,7 +20,7 @@ pub fn ensure_base(ctx: &Context) -> Result<String> {
         return Ok(base);
     }
     for base in [OFFICIAL_BASE, LOCAL_BASE] {
-        if docker::has_image(ctx, base) {
+        if docker::has_image(&ctx.sh, base) {
             return Ok(base.to_owned());
         }
     }
@@ -54,7 +33,8 @@ pub fn ensure_base(ctx: &Context) -> Result<String> {
     Ok(LOCAL_BASE.to_owned())
 }
 
-fn build_local_base(ctx: &Context, mirror: Option<&str>) -> Result<()> {
+/// Builds `localhost/debian:trixie` from the Debian archive with mmdebstrap and loads it into the engine.
+pub fn build_local_base(ctx: &Context, mirror: Option<&str>) -> Result<()> {
     let sh = &ctx.sh;
     if cmd!(sh, "mmdebstrap --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
         bail!("mmdebstrap is missing: it builds the Debian base without a registry (Debian: `apt-get install mmdebstrap`)");
@@ -72,7 +52,7 @@ fn build_local_base(ctx: &Context, mirror: Option<&str>) -> Result<()> {
         format!("deb {mirror} {SUITE}-updates main"),
         format!("deb {security} {SUITE}-security main"),
     ];
-    let tarball = ctx.root.join("out").join("bootstrap").join(format!("debian-{SUITE}.tar"));
+    let tarball = ctx.out.bootstrap_tarball(SUITE);
     std::fs::create_dir_all(tarball.parent().unwrap())?;
     let started = std::time::Instant::now();
     cmd!(sh, "mmdebstrap --quiet --variant=minbase --include=ca-certificates {SUITE} {tarball} {sources...}")
@@ -133,7 +113,7 @@ mod tests {
     #[test]
     fn a_root_filesystem_imports_with_the_bases_settings() {
         let ctx = Context::discover().unwrap();
-        if let Err(error) = docker::engine_version(&ctx) {
+        if let Err(error) = ctx.engine() {
             assert!(!Context::in_ci(), "CI is set but no Docker engine answers: {error:#}");
             return eprintln!("skipped: {error:#}");
         }

@@ -1,17 +1,18 @@
-//! The gate's policy: which findings of a Trivy report fail an image.
+//! The scan gate's policy: which findings of a Trivy report fail an image.
 //!
 //! The workspace policy is `scan-policy.toml`; an image adjusts it with a `[scan]` table in its `image.toml`.
 //! The decision is ours, not Trivy's exit code: a finding fails the gate when its severity reaches the threshold,
 //! (by default) a fixed version exists, and no unexpired allow-list entry excuses it. Secrets always fail.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 
-use super::report::{Report, Severity};
+use jiff::civil::Date;
+
+use crate::trivy::{Report, Severity};
 
 pub const POLICY_FILE: &str = "scan-policy.toml";
 
@@ -55,6 +56,7 @@ pub struct AllowEntry {
     /// Why the finding is accepted; shown with it.
     pub reason: String,
     /// Last day the entry excuses its finding (`YYYY-MM-DD`).
+    #[serde(deserialize_with = "deserialize_date")]
     pub expires: Date,
 }
 
@@ -241,106 +243,32 @@ impl Decision {
     }
 }
 
-/// A calendar day, `YYYY-MM-DD`, ordered by time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Date {
-    year: u32,
-    month: u32,
-    day: u32,
+/// The allow-list's expiry: a calendar day written `YYYY-MM-DD`, quoted or as TOML's own date.
+fn deserialize_date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Date, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Text(String),
+        Toml(toml::value::Datetime),
+    }
+    let text = match Written::deserialize(deserializer)? {
+        Written::Text(text) => text,
+        Written::Toml(datetime) => datetime.to_string(),
+    };
+    text.trim().parse::<Date>().map_err(|error| {
+        serde::de::Error::custom(format!("`{text}` is not a valid date of the form YYYY-MM-DD: {error}"))
+    })
 }
 
-impl Date {
-    pub fn new(year: u32, month: u32, day: u32) -> Result<Date> {
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-        let days_in_month = match month {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if leap => 29,
-            2 => 28,
-            _ => bail!("month {month} does not exist"),
-        };
-        if day == 0 || day > days_in_month {
-            bail!("day {day} does not exist in {year}-{month:02}");
-        }
-        Ok(Date { year, month, day })
-    }
-
-    /// Today in UTC, the day CI runs on.
-    pub fn today() -> Date {
-        let seconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("the clock is after 1970")
-            .as_secs();
-        Date::from_days_since_epoch(seconds / 86_400)
-    }
-
-    /// Civil date from a day count (Howard Hinnant's algorithm, for days on or after 1970-01-01).
-    fn from_days_since_epoch(days: u64) -> Date {
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let day_of_era = z % 146_097;
-        let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-        let month_index = (5 * day_of_year + 2) / 153;
-        let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-        let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-        let year = year_of_era + era * 400 + u64::from(month <= 2);
-        Date { year: year as u32, month: month as u32, day: day as u32 }
-    }
-
-    #[cfg(test)]
-    pub fn year(self) -> u32 {
-        self.year
-    }
-}
-
-impl std::str::FromStr for Date {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> Result<Date> {
-        let parts: Vec<&str> = text.trim().split('-').collect();
-        let parsed = match parts.as_slice() {
-            [year, month, day] if year.len() == 4 && month.len() == 2 && day.len() == 2 => {
-                (year.parse().ok(), month.parse().ok(), day.parse().ok())
-            }
-            _ => (None, None, None),
-        };
-        match parsed {
-            (Some(year), Some(month), Some(day)) => {
-                Date::new(year, month, day).with_context(|| format!("`{text}` is not a valid date"))
-            }
-            _ => bail!("`{text}` is not a date of the form YYYY-MM-DD"),
-        }
-    }
-}
-
-impl fmt::Display for Date {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
-    }
-}
-
-impl<'de> Deserialize<'de> for Date {
-    /// Accepts a quoted `"2026-12-31"` and TOML's own unquoted date `2026-12-31`.
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Date, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Text(String),
-            Toml(toml::value::Datetime),
-        }
-        let text = match Written::deserialize(deserializer)? {
-            Written::Text(text) => text,
-            Written::Toml(datetime) => datetime.to_string(),
-        };
-        text.parse().map_err(|error: anyhow::Error| serde::de::Error::custom(format!("{error:#}")))
-    }
+/// Today in UTC, the day CI runs on.
+pub fn today() -> Date {
+    jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::report;
+    use crate::trivy;
 
     fn report_with(vulns: &[(&str, &str, &str, &str)], secret: bool) -> Report {
         let vulnerabilities: Vec<serde_json::Value> = vulns
@@ -363,7 +291,7 @@ mod tests {
             }));
         }
         let text = serde_json::json!({"SchemaVersion": 2, "ArtifactName": "test", "Results": results}).to_string();
-        report::parse(&text).unwrap()
+        trivy::parse(&text).unwrap()
     }
 
     fn date(text: &str) -> Date {
@@ -497,9 +425,6 @@ mod tests {
 
     #[test]
     fn today_is_a_real_calendar_day() {
-        assert_eq!(Date::from_days_since_epoch(0), date("1970-01-01"));
-        assert_eq!(Date::from_days_since_epoch(19_782), date("2024-02-29"));
-        assert_eq!(Date::from_days_since_epoch(20_619), date("2026-06-15"));
-        assert!(Date::today() > date("2025-01-01"));
+        assert!(today() > date("2025-01-01"));
     }
 }

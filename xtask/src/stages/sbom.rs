@@ -8,11 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use xshell::cmd;
 
 use crate::context::Context;
-use crate::images::Image;
-use crate::scan::ExportedImage;
-use crate::tools::{self, Tool};
-
-pub const SBOM_FILE: &str = "sbom.cdx.json";
+use crate::pinned_tools::{self, Tool};
 
 #[derive(clap::Args)]
 pub struct SbomArgs {
@@ -21,36 +17,30 @@ pub struct SbomArgs {
 }
 
 pub fn run(ctx: &Context, args: &SbomArgs) -> Result<()> {
-    let revision = crate::images::revision_tag(ctx)?;
-    for image in crate::images::select(ctx, &args.images)? {
-        let reference = crate::images::reference(&image.name, &revision);
-        let path = sbom(ctx, &image, &reference)?;
+    for image in ctx.select(&args.images)? {
+        let path = sbom_of(ctx, &image.name, &ctx.reference(&image.name)?)?;
         println!("{}", path.display());
     }
     Ok(())
 }
 
-/// Writes the SBOM of a built image and returns its path.
-pub fn sbom(ctx: &Context, image: &Image, reference: &str) -> Result<PathBuf> {
-    sbom_of(ctx, &image.name, reference).with_context(|| format!("SBOM of {} ({reference})", image.name))
-}
-
-pub(crate) fn sbom_of(ctx: &Context, name: &str, reference: &str) -> Result<PathBuf> {
-    let syft = tools::ensure(ctx, Tool::Syft)?;
-    let dir = ctx.root.join("out").join("scan").join(name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let output = dir.join(SBOM_FILE);
+/// Writes the SBOM of a built image (any local reference) to `out/scan/<name>/` and returns its path.
+pub fn sbom_of(ctx: &Context, name: &str, reference: &str) -> Result<PathBuf> {
+    let describe = || format!("SBOM of {name} ({reference})");
+    let syft = pinned_tools::ensure(ctx, Tool::Syft).with_context(describe)?;
+    let output = ctx.out.sbom(name);
+    std::fs::create_dir_all(ctx.out.scan_dir(name))?;
     let _ = std::fs::remove_file(&output);
-    let image = ExportedImage::save(ctx, reference, &dir)?;
-    let source = image.source("docker-archive");
-    let mut format = std::ffi::OsString::from("cyclonedx-json=");
-    format.push(&output);
+    let archive = crate::docker::export(ctx, name, reference).with_context(describe)?;
+    let source = format!("docker-archive:{}", archive.display());
+    let format = format!("cyclonedx-json={}", output.display());
     let sh = &ctx.sh;
     cmd!(sh, "{syft} scan --quiet {source} --output {format}")
         .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
         .run()
-        .context("syft could not catalog the image")?;
-    let components = count_components(&output)?;
+        .context("syft could not catalog the image")
+        .with_context(describe)?;
+    let components = count_components(&output).with_context(describe)?;
     eprintln!("xtask: SBOM of {name}: {components} components in {}", output.display());
     Ok(output)
 }

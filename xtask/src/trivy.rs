@@ -1,10 +1,17 @@
-//! Trivy's JSON report (`trivy image -f json`, schema version 2), as far as the gate reads it.
+//! Trivy: scanning an exported image into its JSON report (`trivy image -f json`, schema version 2), the report as
+//! far as the gate reads it, and its SARIF form for code scanning.
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Mutex;
 
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
+use xshell::cmd;
+
+use crate::context::Context;
+use crate::pinned_tools::{self, Tool};
+use crate::trivy_db::Database;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -124,4 +131,71 @@ pub fn parse(text: &str) -> Result<Report> {
         bail!("report schema version {} is not the supported version 2", report.schema_version);
     }
     Ok(report)
+}
+
+/// Scans an image archive (`docker save`) into a JSON report: vulnerabilities and secrets, and every package, which
+/// proves what Trivy saw.
+pub fn scan(ctx: &Context, archive: &Path, report: &Path, database: Database) -> Result<()> {
+    // Trivy's databases are bolt files that one process at a time may hold: scans of this process take turns.
+    static SCANNING: Mutex<()> = Mutex::new(());
+    let trivy = pinned_tools::ensure(ctx, Tool::Trivy)?;
+    let database_args = database.trivy_args(ctx)?;
+    let _turn = SCANNING.lock().unwrap_or_else(|poison| poison.into_inner());
+    // A stale report must never be read as this scan's answer.
+    let _ = std::fs::remove_file(report);
+    let sh = &ctx.sh;
+    // The layer cache stays in memory: an image is scanned once per build.
+    cmd!(
+        sh,
+        "{trivy} image --input {archive} --scanners vuln,secret --list-all-pkgs --cache-backend memory
+         --no-progress --format json --output {report} {database_args...}"
+    )
+    .run()
+    .context("trivy could not scan the image (its log above says why)")
+}
+
+/// `trivy convert` turns the JSON report into SARIF without scanning again.
+pub fn convert_to_sarif(ctx: &Context, report: &Path, sarif: &Path) -> Result<()> {
+    let trivy = pinned_tools::ensure(ctx, Tool::Trivy)?;
+    let sh = &ctx.sh;
+    cmd!(sh, "{trivy} convert --quiet --format sarif --output {sarif} {report}")
+        .run()
+        .with_context(|| format!("converting {} to SARIF", report.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_real_trivy_report_is_read_into_typed_structs() {
+        // Captured from `cargo xtask scan` of the fixture image (offline database).
+        let report = parse(include_str!("testdata/flask-2.2.2.trivy.json")).unwrap();
+        let python = report.results.iter().find(|result| result.class == "lang-pkgs").expect("Python result");
+        let flask = &python.vulnerabilities[0];
+        assert_eq!(flask.vulnerability_id, "CVE-2023-30861");
+        assert_eq!(flask.severity, Severity::High);
+        assert_eq!(flask.installed_version, "2.2.2");
+        assert_eq!(flask.fixed_version, "2.3.2, 2.2.5");
+        assert!(flask.title.as_deref().unwrap_or_default().contains("Vary: Cookie"));
+        assert_eq!((report.package_count("os-pkgs"), report.package_count("lang-pkgs")), (1, 1));
+        let (debian, openssl) =
+            report.vulnerabilities().find(|(target, _)| target.class == "os-pkgs").expect("Debian finding");
+        assert!(debian.target.contains("debian 13"), "{}", debian.target);
+        assert_eq!((openssl.vulnerability_id.as_str(), openssl.pkg_name.as_str()), ("CVE-2025-15467", "libssl3t64"));
+    }
+
+    #[test]
+    fn a_corrupt_report_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("xtask-corrupt-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trivy.json");
+        for corrupt in ["{\"SchemaVersion\": 2, \"Results\": [{\"Target\": ", "{\"SchemaVersion\": 1}", "<html>"] {
+            std::fs::write(&path, corrupt).unwrap();
+            let error = format!("{:#}", read(&path).unwrap_err());
+            assert!(error.contains("is corrupt or not a `trivy image -f json` report"), "{error}");
+            assert!(error.contains(&path.display().to_string()), "{error}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,9 +1,9 @@
 //! Time to healthy and `docker stop` time, ours against a Python entrypoint as PID 1.
 
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
+use xshell::cmd;
 
 use super::report::{Figure, Goal, Row, Section, Target, Unit};
 use super::Bench;
@@ -12,11 +12,6 @@ use crate::images::{self, Image};
 use crate::stack::{self, Options};
 
 pub const TITLE: &str = "Start and stop";
-
-/// Time-to-healthy targets of issue 7, in seconds.
-const HEALTHY_TARGETS: &[(&str, f64, &str)] = &[("giropops-senhas", 2.0, "≤ 2 s"), ("fake-shop", 4.0, "≤ 4 s")];
-/// The folder under `bench/baselines/` of an image's Python-entrypoint variant: `<image>` + this.
-const ENTRYPOINT_BASELINE_SUFFIX: &str = "-python-entrypoint";
 
 /// What one start-to-stop cycle of a container measured.
 struct Cycle {
@@ -38,15 +33,15 @@ pub fn measure(bench: &Bench) -> Result<Section> {
          times `docker stop` (its default 10 s before SIGKILL). Ours and the baseline alternate.",
     );
     let mut floor = Vec::new();
-    for image in images::select(ctx, &[])? {
-        let health = image.settings.health.as_ref().with_context(|| format!("image {} has no [health]", image.name))?;
+    for image in ctx.select(&[])? {
+        let health = image.health()?;
         let ours = bench.ours(&image.name)?.to_owned();
-        let baseline_folder = format!("{}{ENTRYPOINT_BASELINE_SUFFIX}", image.name);
-        let baseline_dir = ctx.root.join("bench").join("baselines").join(&baseline_folder);
-        let baseline = if baseline_dir.is_dir() {
-            Some(bench.build_baseline(&baseline_folder, &baseline_dir, &[("IMAGE".to_owned(), ours.clone())])?)
-        } else {
-            None
+        let baseline = match &image.settings.bench.entrypoint_baseline {
+            Some(folder) => {
+                let context_dir = ctx.root.join("bench").join("baselines").join(folder);
+                Some(bench.build_baseline(folder, &context_dir, &[("IMAGE".to_owned(), ours.clone())])?)
+            }
+            None => None,
         };
         let mut ours_cycles = Vec::new();
         let mut baseline_cycles = Vec::new();
@@ -60,7 +55,7 @@ pub fn measure(bench: &Bench) -> Result<Section> {
                 order.reverse();
             }
             for (reference, cycles) in order {
-                let cycle = start_and_stop(ctx, &image, reference, health)
+                let cycle = start_and_stop(ctx, image, reference, health)
                     .with_context(|| format!("round {} of {reference}", round + 1))?;
                 eprintln!(
                     "bench: {reference}: healthy after {:.2}s, stopped in {:.2}s (exit code {})",
@@ -77,8 +72,9 @@ pub fn measure(bench: &Bench) -> Result<Section> {
             figure(&ours_cycles, |cycle| cycle.healthy_seconds),
             figure(&baseline_cycles, |cycle| cycle.healthy_seconds),
         );
-        if let Some((_, limit, text)) = HEALTHY_TARGETS.iter().find(|(name, _, _)| *name == image.name) {
-            healthy = healthy.with_target(Target::new(text, &[Goal::AtMost(*limit)]));
+        if let Some(limit) = image.settings.bench.healthy_target {
+            let seconds = limit.as_secs_f64();
+            healthy = healthy.with_target(Target::new(&format!("≤ {seconds} s"), &[Goal::AtMost(seconds)]));
         }
         section.rows.push(healthy);
         section.rows.push(
@@ -122,24 +118,18 @@ fn exit_codes(cycles: &[Cycle]) -> String {
 
 /// `docker stop` of a container that exits as soon as it gets SIGTERM: what the engine itself costs.
 fn engine_floor(ctx: &Context) -> Result<f64> {
-    let base = crate::bootstrap::ensure_base(ctx)?;
-    let label = format!("{}=1", stack::LABEL);
-    let output = Command::new("docker")
-        .args(["run", "--detach", "--init", "--label", &label, &base, "sleep", "600"])
-        .output()
-        .context("running `docker run --init`")?;
-    let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if !output.status.success() || id.is_empty() {
-        bail!("`docker run --init {base} sleep 600` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
+    let base = crate::debian_base::ensure_base(ctx)?;
+    let label = format!("{}={}", stack::LABEL, stack::owner());
+    let sh = &ctx.sh;
+    let id = cmd!(sh, "docker run --detach --init --label {label} {base} sleep 600")
+        .quiet()
+        .read()
+        .with_context(|| format!("`docker run --init {base} sleep 600` failed"))?;
     let started = Instant::now();
-    let stopped = Command::new("docker").args(["stop", &id]).output();
+    let stopped = cmd!(sh, "docker stop {id}").quiet().ignore_stdout().run();
     let seconds = started.elapsed().as_secs_f64();
-    let _ = Command::new("docker").args(["rm", "--force", &id]).output();
-    let stopped = stopped.context("running `docker stop`")?;
-    if !stopped.status.success() {
-        bail!("`docker stop {id}` failed: {}", String::from_utf8_lossy(&stopped.stderr).trim());
-    }
+    let _ = cmd!(sh, "docker rm --force {id}").quiet().ignore_stdout().ignore_stderr().run();
+    stopped.with_context(|| format!("`docker stop {id}` failed"))?;
     Ok(seconds)
 }
 
@@ -147,12 +137,10 @@ fn start_and_stop(ctx: &Context, image: &Image, reference: &str, health: &images
     let running = stack::start(ctx, image, reference, &Options::default())?;
     let healthy_seconds = running.wait_healthy(health)?.as_secs_f64();
     let id = running.app.id().to_owned();
+    let sh = &ctx.sh;
     let started = Instant::now();
-    let output = Command::new("docker").args(["stop", &id]).output().context("running `docker stop`")?;
+    cmd!(sh, "docker stop {id}").quiet().ignore_stdout().run().with_context(|| format!("`docker stop {id}` failed"))?;
     let stop_seconds = started.elapsed().as_secs_f64();
-    if !output.status.success() {
-        bail!("`docker stop {id}` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
     let exit_code = running.app.exit_code().ok().flatten().unwrap_or(-1);
     Ok(Cycle { healthy_seconds, stop_seconds, exit_code })
 }

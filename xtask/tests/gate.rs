@@ -1,4 +1,4 @@
-//! The gate against real Trivy and syft runs on a tiny image pinned to Flask 2.2.2 (`tests/fixtures/flask-2.2.2`),
+//! The scan gate against real Trivy and syft, on a tiny image pinned to Flask 2.2.2 (`tests/fixtures/flask-2.2.2`),
 //! with the offline database built from `advisories/`. They need Go (or the tools) and a Docker engine: outside CI
 //! they are skipped with the reason printed when those are missing; under `CI=true` that is a failure.
 
@@ -7,11 +7,13 @@ use std::sync::Mutex;
 use anyhow::{Context as _, Result};
 use xshell::cmd;
 
-use super::policy::{AllowEntry, Date, Policy, PolicyOverride};
-use super::{report, scan_reference, table, ScanOutcome};
-use crate::context::Context;
-use crate::tools::{self, Tool};
-use crate::trivy_db::Database;
+use jiff::civil::Date;
+use xtask::context::Context;
+use xtask::pinned_tools::{self, Tool};
+use xtask::policy::{self, AllowEntry, Policy, PolicyOverride};
+use xtask::stages::scan::{scan_reference, table, ScanOutcome};
+use xtask::trivy;
+use xtask::trivy_db::Database;
 
 const FIXTURE_REFERENCE: &str = "xtask-test/flask-2.2.2:fixture";
 
@@ -32,10 +34,10 @@ fn require<T>(what: &str, result: Result<T>) -> Option<T> {
 fn prerequisites() -> Option<Context> {
     static FIXTURE: Mutex<Option<Result<(), String>>> = Mutex::new(None);
     let ctx = Context::discover().expect("workspace");
-    require("the Docker engine", crate::docker::engine_version(&ctx))?;
-    require("trivy", tools::ensure(&ctx, Tool::Trivy))?;
-    require("trivy-db", tools::ensure(&ctx, Tool::TrivyDb))?;
-    require("syft", tools::ensure(&ctx, Tool::Syft))?;
+    require("the Docker engine", ctx.engine().map(drop))?;
+    require("trivy", pinned_tools::ensure(&ctx, Tool::Trivy))?;
+    require("trivy-db", pinned_tools::ensure(&ctx, Tool::TrivyDb))?;
+    require("syft", pinned_tools::ensure(&ctx, Tool::Syft))?;
     let mut built = FIXTURE.lock().unwrap_or_else(|poison| poison.into_inner());
     let built = built.get_or_insert_with(|| build_fixture(&ctx).map_err(|error| format!("{error:#}")));
     require("the fixture image", built.clone().map_err(anyhow::Error::msg))?;
@@ -87,7 +89,7 @@ fn flask_2_2_2_fails_the_gate_naming_cve_2023_30861() {
     // Trivy saw both halves of the image: the Debian package (matched to the Debian advisory through its source
     // package) and the Python package of the virtual environment.
     assert_eq!((outcome.os_packages, outcome.lang_packages), (1, 1));
-    let report = report::read(&outcome.report).unwrap();
+    let report = trivy::read(&outcome.report).unwrap();
     let debian: Vec<_> = report.vulnerabilities().filter(|(target, _)| target.class == "os-pkgs").collect();
     assert_eq!(debian.len(), 1, "{debian:?}");
     assert_eq!(debian[0].1.vulnerability_id, "CVE-2025-15467");
@@ -102,7 +104,7 @@ fn flask_2_2_2_fails_the_gate_naming_cve_2023_30861() {
 #[test]
 fn an_allow_list_entry_expiring_in_the_future_lets_it_pass() {
     let Some(ctx) = prerequisites() else { return };
-    let next_year = Date::new(Date::today().year() + 1, 12, 31).unwrap();
+    let next_year = Date::new(policy::today().year() + 1, 12, 31).unwrap();
     let policy = workspace_policy(&ctx, vec![flask_entry(next_year)]);
     let outcome = scan(&ctx, "test-flask-2.2.2-allowed", &policy);
     assert!(outcome.passed, "{}", outcome.message);
@@ -128,42 +130,10 @@ fn an_expired_allow_list_entry_fails_and_says_it_expired() {
 #[test]
 fn the_sbom_lists_the_debian_and_the_python_packages() {
     let Some(ctx) = prerequisites() else { return };
-    let path = crate::sbom::sbom_of(&ctx, "test-flask-2.2.2-sbom", FIXTURE_REFERENCE).expect("SBOM");
+    let path = xtask::stages::sbom::sbom_of(&ctx, "test-flask-2.2.2-sbom", FIXTURE_REFERENCE).expect("SBOM");
     let sbom: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let purls: Vec<&str> =
         sbom["components"].as_array().unwrap().iter().filter_map(|component| component["purl"].as_str()).collect();
     assert!(purls.iter().any(|purl| purl.starts_with("pkg:pypi/flask@2.2.2")), "{purls:?}");
     assert!(purls.iter().any(|purl| purl.starts_with("pkg:deb/debian/libssl3t64@3.5.4-1~deb13u1")), "{purls:?}");
-}
-
-#[test]
-fn a_real_trivy_report_is_read_into_typed_structs() {
-    // Captured from `cargo xtask scan` of the fixture image (offline database).
-    let report = report::parse(include_str!("testdata/flask-2.2.2.trivy.json")).unwrap();
-    let python = report.results.iter().find(|result| result.class == "lang-pkgs").expect("Python result");
-    let flask = &python.vulnerabilities[0];
-    assert_eq!(flask.vulnerability_id, "CVE-2023-30861");
-    assert_eq!(flask.severity, report::Severity::High);
-    assert_eq!(flask.installed_version, "2.2.2");
-    assert_eq!(flask.fixed_version, "2.3.2, 2.2.5");
-    assert!(flask.title.as_deref().unwrap_or_default().contains("Vary: Cookie"));
-    assert_eq!((report.package_count("os-pkgs"), report.package_count("lang-pkgs")), (1, 1));
-    let (debian, openssl) =
-        report.vulnerabilities().find(|(target, _)| target.class == "os-pkgs").expect("Debian finding");
-    assert!(debian.target.contains("debian 13"), "{}", debian.target);
-    assert_eq!((openssl.vulnerability_id.as_str(), openssl.pkg_name.as_str()), ("CVE-2025-15467", "libssl3t64"));
-}
-
-#[test]
-fn a_corrupt_report_is_a_clear_error() {
-    let dir = std::env::temp_dir().join(format!("xtask-corrupt-report-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("trivy.json");
-    for corrupt in ["{\"SchemaVersion\": 2, \"Results\": [{\"Target\": ", "{\"SchemaVersion\": 1}", "<html>"] {
-        std::fs::write(&path, corrupt).unwrap();
-        let error = format!("{:#}", report::read(&path).unwrap_err());
-        assert!(error.contains("is corrupt or not a `trivy image -f json` report"), "{error}");
-        assert!(error.contains(&path.display().to_string()), "{error}");
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,28 +1,25 @@
-//! Wall time of the main job: cold (no build cache), warm (nothing changed), incremental (one app
-//! template changed), with the time of each step.
+//! Wall time of the main job: cold (no build cache), warm (nothing changed), incremental (one app file changed),
+//! with the time of each step. The job runs as a user runs it, `cargo xtask ...` in a process of its own, so that it
+//! reads the checkout (and its revision) afresh each time.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
+use xshell::cmd;
 
-use super::report::{Figure, Goal, Row, Section, Target, Unit};
+use super::report::{markdown_table, Figure, Goal, Row, Section, Target, Unit};
 use super::Bench;
-use crate::ci::{self, CiArgs};
 use crate::context::Context;
-use crate::images;
 
 pub const TITLE: &str = "Pipeline";
 
-/// The file changed for the incremental run: an app template, which only the app's last layers contain.
-const CHANGED_FILE: &str = "apps/giropops-senhas/giropops/templates/base.html";
-/// Appended and removed again: a Jinja comment renders to nothing.
+/// Appended to the changed file and removed again: a Jinja comment renders to nothing.
 const HARMLESS_CHANGE: &str = "{# cargo xtask bench: incremental build #}\n";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Job {
-    /// `cargo xtask ci --skip-tests`, in this process.
+    /// `cargo xtask ci --skip-tests`.
     Ci,
     /// `cargo xtask build` + `healthcheck`, when ci cannot run here (its supply-chain tools missing).
     BuildAndHealthcheck,
@@ -50,6 +47,20 @@ struct Runner<'a> {
     timings: Vec<Timing>,
 }
 
+/// The part of `cargo xtask ci --json` the timings read.
+#[derive(serde::Deserialize)]
+struct CiSummary {
+    passed: bool,
+    steps: Vec<CiStep>,
+}
+
+#[derive(serde::Deserialize)]
+struct CiStep {
+    name: String,
+    seconds: f64,
+    passed: bool,
+}
+
 impl Runner<'_> {
     /// Times one run of the job; when ci cannot run at all, falls back to build + healthcheck for
     /// this run and every later one, and says so.
@@ -73,37 +84,34 @@ impl Runner<'_> {
     }
 
     fn run_job(&mut self, label: &str) -> Result<Timing> {
-        let ctx = self.ctx;
+        let sh = &self.ctx.sh;
         let started = Instant::now();
         let steps = match self.job {
             Job::Ci => {
-                let summary = ci::run(ctx, &CiArgs { skip_tests: true, ..Default::default() })?;
+                let json = self.ctx.out.bench_dir().join("ci-summary.json");
+                let _ = std::fs::remove_file(&json);
+                let ran = cmd!(sh, "cargo xtask ci --skip-tests --json {json}").run();
+                // The job writes its summary also when an image fails; without one it could not run at all.
+                let summary: CiSummary = std::fs::read_to_string(&json)
+                    .ok()
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .with_context(|| {
+                        format!("the job wrote no summary ({})", ran.err().map(|e| e.to_string()).unwrap_or_default())
+                    })?;
                 if !summary.passed {
-                    let failed: Vec<String> = summary
-                        .steps
-                        .iter()
-                        .filter(|step| !step.passed)
-                        .map(|step| step.name.clone())
-                        .chain(summary.images.iter().filter_map(|image| {
-                            image.failure.as_ref().map(|failure| {
-                                format!("{}: {}", image.image, failure.lines().next().unwrap_or_default())
-                            })
-                        }))
-                        .collect();
+                    let failed: Vec<&str> =
+                        summary.steps.iter().filter(|step| !step.passed).map(|step| step.name.as_str()).collect();
                     self.notes
                         .push(format!("{label}: the job ran to its end but did not pass ({}).", failed.join("; ")));
                 }
-                summary.steps.iter().map(|step| (step.name.clone(), step.seconds)).collect()
+                summary.steps.into_iter().map(|step| (step.name, step.seconds)).collect()
             }
             Job::BuildAndHealthcheck => {
                 let build_started = Instant::now();
-                crate::build::build_all(ctx, &images::with_companions(ctx, &[])?)?;
+                cmd!(sh, "cargo xtask build").run()?;
                 let build_seconds = build_started.elapsed().as_secs_f64();
                 let check_started = Instant::now();
-                for image in images::select(ctx, &[])? {
-                    let built = crate::build::current(ctx, &image.name)?;
-                    crate::healthcheck::check(ctx, &image, &built)?;
-                }
+                cmd!(sh, "cargo xtask healthcheck").run()?;
                 vec![
                     ("build".to_owned(), build_seconds),
                     ("healthcheck".to_owned(), check_started.elapsed().as_secs_f64()),
@@ -144,6 +152,11 @@ impl Drop for Restore {
 
 pub fn measure(bench: &Bench) -> Result<Section> {
     let (ctx, plan) = (bench.ctx, &bench.plan);
+    let changed_file = ctx
+        .select(&[])?
+        .into_iter()
+        .find_map(|image| image.settings.bench.incremental_change.clone())
+        .context("no image names an `incremental_change` in the [bench] table of its image.toml")?;
     let mut runner = Runner { ctx, job: Job::Ci, notes: Vec::new(), timings: Vec::new() };
     let cold = if plan.quick {
         None
@@ -158,7 +171,7 @@ pub fn measure(bench: &Bench) -> Result<Section> {
         Some(runner.time("cold")?)
     };
     let warm = runner.time("warm")?;
-    let change = Restore::append(ctx.root.join(CHANGED_FILE), HARMLESS_CHANGE)?;
+    let change = Restore::append(ctx.root.join(&changed_file), HARMLESS_CHANGE)?;
     let changed = runner.time("incremental (change)")?;
     change.restore()?;
     // Undoing the change is a one-file change too, and leaves the images matching the checkout again.
@@ -167,11 +180,11 @@ pub fn measure(bench: &Bench) -> Result<Section> {
 
     let mut section = Section::new(
         TITLE,
-        &format!("{} in this process", runner.job.name()),
+        &format!("{}, run as a command", runner.job.name()),
         "none (absolute wall times)",
         &format!(
             "Cold: after `docker builder prune -af` (the Debian base image stays: it is an image, not cache){}. \
-             Warm: again with nothing changed. Incremental: after appending a Jinja comment to `{CHANGED_FILE}`, \
+             Warm: again with nothing changed. Incremental: after appending a Jinja comment to `{changed_file}`, \
              and again after removing it (two samples).",
             if plan.quick { "; not run with --quick" } else { "" }
         ),
@@ -182,7 +195,7 @@ pub fn measure(bench: &Bench) -> Result<Section> {
             .with_target(Target::new("≤ 60 s", &[Goal::AtMost(60.0)])),
     );
     section.rows.push(
-        Row::new("incremental (one app template changed)", Unit::Seconds, Figure::of(&[changed, restored]), None)
+        Row::new("incremental (one app file changed)", Unit::Seconds, Figure::of(&[changed, restored]), None)
             .with_target(Target::new("≤ 90 s", &[Goal::AtMost(90.0)])),
     );
     section.notes = runner.notes;
@@ -200,31 +213,24 @@ fn steps_table(timings: &[Timing]) -> String {
             }
         }
     }
-    let mut out = String::from("Time of each step:\n\n| step |");
-    for timing in timings {
-        let _ = write!(out, " {} |", timing.label);
-    }
-    out.push_str("\n|---|");
-    out.push_str(&"---:|".repeat(timings.len()));
-    out.push('\n');
-    for step in steps {
-        let _ = write!(out, "| {step} |");
-        for timing in timings {
-            match timing.steps.iter().find(|(name, _)| name == step) {
-                Some((_, seconds)) => {
-                    let _ = write!(out, " {seconds:.1} s |");
-                }
-                None => out.push_str(" - |"),
-            }
-        }
-        out.push('\n');
-    }
-    out.push_str("| **total** |");
-    for timing in timings {
-        let _ = write!(out, " **{:.1} s** |", timing.seconds);
-    }
-    out.push('\n');
-    out
+    let mut header = vec!["step"];
+    header.extend(timings.iter().map(|timing| timing.label.as_str()));
+    let mut rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|step| {
+            let cells = timings.iter().map(|timing| match timing.steps.iter().find(|(name, _)| name == step) {
+                Some((_, seconds)) => format!("{seconds:.1} s"),
+                None => "-".to_owned(),
+            });
+            std::iter::once(step.to_string()).chain(cells).collect()
+        })
+        .collect();
+    rows.push(
+        std::iter::once("**total**".to_owned())
+            .chain(timings.iter().map(|timing| format!("**{:.1} s**", timing.seconds)))
+            .collect(),
+    );
+    format!("Time of each step:\n\n{}", markdown_table(&header, rows))
 }
 
 #[cfg(test)]
@@ -238,10 +244,11 @@ mod tests {
             Timing { label: "warm".into(), seconds: 20.0, steps: vec![("build".into(), 12.0)] },
         ];
         let table = steps_table(&timings);
-        assert!(table.contains("| step | cold | warm |\n|---|---:|---:|\n"), "{table}");
-        assert!(table.contains("| build | 90.0 s | 12.0 s |"), "{table}");
-        assert!(table.contains("| scan | 9.5 s | - |"), "{table}");
-        assert!(table.contains("| **total** | **100.0 s** | **20.0 s** |"), "{table}");
+        use super::super::report::has_row;
+        assert!(has_row(&table, &["step", "cold", "warm"]), "{table}");
+        assert!(has_row(&table, &["build", "90.0 s", "12.0 s"]), "{table}");
+        assert!(has_row(&table, &["scan", "9.5 s", "-"]), "{table}");
+        assert!(has_row(&table, &["**total**", "**100.0 s**", "**20.0 s**"]), "{table}");
     }
 
     #[test]

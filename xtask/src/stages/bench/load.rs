@@ -1,62 +1,94 @@
-//! Throughput and latency of `POST /api/gerar-senha`: gunicorn as configured against Flask's
-//! development server, same image, same embedded Redis, same client (wrk).
-
-use std::process::Command;
+//! Throughput and latency of one endpoint: the image as configured against another way of serving the app (for
+//! giropops-senhas: Flask's development server), same image, same companions, same client (wrk). The images, the
+//! endpoint, the body and the baseline come from the `[bench.load]` table of each image's settings.
 
 use anyhow::{bail, Context as _, Result};
+use xshell::cmd;
 
 use super::report::{Figure, Goal, Row, Section, Target, Unit};
 use super::Bench;
-use crate::images;
+use crate::images::{Image, Load};
 use crate::stack::{self, Options, Stack};
 
-pub const TITLE: &str = "Throughput of POST /api/gerar-senha";
+pub const TITLE: &str = "Throughput";
 
-const IMAGE: &str = "giropops-senhas";
-const BASELINE: &str = "giropops-senhas-flask-dev";
-const PATH: &str = "/api/gerar-senha";
-const BODY: &str = r#"{"tamanho": 12, "incluir_numeros": true, "incluir_caracteres_especiais": true}"#;
 const THREADS: u64 = 2;
 const CONNECTIONS: u64 = 8;
 const WARM_UP_SECONDS: u64 = 1;
 const WARM_UP_REQUESTS: u64 = 2_000;
-/// The command of the app service in the baseline: what many published images run.
-const DEV_SERVER: &[&str] =
-    &["python", "-m", "flask", "--app", "giropops.wsgi", "run", "--host", "0.0.0.0", "--port", "5000"];
 
 pub fn measure(bench: &Bench) -> Result<Section> {
-    let (ctx, plan) = (bench.ctx, &bench.plan);
+    let ctx = bench.ctx;
+    let measured: Vec<(&Image, &Load)> =
+        ctx.select(&[])?.into_iter().filter_map(|image| Some((image, image.settings.bench.load.as_ref()?))).collect();
+    if measured.is_empty() {
+        bail!("no image has a [bench.load] table in its image.toml");
+    }
     let wrk = super::require_program("wrk", "wrk")?;
-    let image = images::select(ctx, &[IMAGE.to_owned()])?.remove(0);
-    let health = image.settings.health.as_ref().context("giropops-senhas has no [health]")?;
-    let ours = bench.ours(IMAGE)?.to_owned();
+    let mut section = Section::new(
+        TITLE,
+        "each image as it configures its app server",
+        &measured
+            .iter()
+            .map(|(image, load)| format!("{}: {}", image.name, load.baseline_description))
+            .collect::<Vec<_>>()
+            .join("; "),
+        &format!(
+            "Client: wrk on this host, {THREADS} threads, {CONNECTIONS} connections, {} s per run and at most {} \
+             requests, POSTing each image's JSON body through the container's published port on 127.0.0.1. Rounds \
+             alternate ours and the baseline after a {WARM_UP_SECONDS} s warm-up of each; the figures are medians \
+             over rounds, errors are summed. Errors: non-2xx/3xx answers plus socket errors.",
+            bench.plan.load_seconds, bench.plan.load_max_requests
+        ),
+    );
+    for (image, load) in measured {
+        measure_image(bench, &wrk, image, load, &mut section)
+            .with_context(|| format!("image {}: {} {}", image.name, "POST", load.path))?;
+    }
+    Ok(section)
+}
 
-    // The baseline's launcher config is the image's own with only the app's command changed, so that
-    // Redis runs exactly as in ours.
-    let baseline_context = ctx.root.join("out").join("bench").join(BASELINE);
+fn measure_image(
+    bench: &Bench,
+    wrk: &std::path::Path,
+    image: &Image,
+    load: &Load,
+    section: &mut Section,
+) -> Result<()> {
+    let (ctx, plan) = (bench.ctx, &bench.plan);
+    let health = image.health()?;
+    let ours = bench.ours(&image.name)?.to_owned();
+
+    // The baseline's launcher config is the image's own with only the app's command changed, so that everything
+    // else (an embedded Redis, say) runs exactly as in ours.
+    let baseline_context = ctx.out.bench_dir().join(&load.baseline);
     std::fs::create_dir_all(&baseline_context)?;
     let own_config = std::fs::read_to_string(image.dir.join("launcher.toml"))?;
-    std::fs::write(baseline_context.join("launcher.toml"), dev_server_config(&own_config)?)?;
-    let baseline = bench.build_baseline(BASELINE, &baseline_context, &[("IMAGE".to_owned(), ours.clone())])?;
+    let config = dev_server_config(&own_config, &load.baseline_command, &image.name, image.settings.port)?;
+    std::fs::write(baseline_context.join("launcher.toml"), config)?;
+    let baseline = bench.build_baseline(&load.baseline, &baseline_context, &[("IMAGE".to_owned(), ours.clone())])?;
 
-    let ours_stack = stack::start(ctx, &image, &ours, &Options::default())?;
+    let ours_stack = stack::start(ctx, image, &ours, &Options::default())?;
     ours_stack.wait_healthy(health)?;
-    let baseline_stack = stack::start(ctx, &image, &baseline, &Options::default())?;
+    let baseline_stack = stack::start(ctx, image, &baseline, &Options::default())?;
     baseline_stack.wait_healthy(health)?;
 
     let per_thread_limit = plan.load_max_requests.div_ceil(THREADS);
-    let script = super::TempFile::with_contents("lua", &wrk_script(per_thread_limit))?;
-    let warm_up_script = super::TempFile::with_contents("lua", &wrk_script(WARM_UP_REQUESTS.div_ceil(THREADS)))?;
+    let script = super::TempFile::with_contents("lua", &wrk_script(&load.body, per_thread_limit))?;
+    let warm_up_script =
+        super::TempFile::with_contents("lua", &wrk_script(&load.body, WARM_UP_REQUESTS.div_ceil(THREADS)))?;
+    let sh = &ctx.sh;
     let run = |stack: &Stack, script: &super::TempFile, seconds: u64| -> Result<WrkResult> {
-        let url = format!("{}{PATH}", stack.base_url()?);
+        let url = format!("{}{}", stack.base_url()?, load.path);
         anyhow::ensure!(url.starts_with("http://127.0.0.1:"), "refusing to load anything but 127.0.0.1: {url}");
-        let output = Command::new(&wrk)
-            .args(["-t", &THREADS.to_string(), "-c", &CONNECTIONS.to_string(), "-d", &format!("{seconds}s")])
-            .args(["--timeout", "5s", "--latency", "-s"])
-            .arg(script.path())
-            .arg(&url)
-            .output()
-            .context("running wrk")?;
+        let (threads, connections, duration) = (THREADS.to_string(), CONNECTIONS.to_string(), format!("{seconds}s"));
+        let script = script.path();
+        let output =
+            cmd!(sh, "{wrk} -t {threads} -c {connections} -d {duration} --timeout 5s --latency -s {script} {url}")
+                .quiet()
+                .ignore_status()
+                .output()
+                .context("running wrk")?;
         let text = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
             bail!("wrk failed ({}): {}{}", output.status, text, String::from_utf8_lossy(&output.stderr));
@@ -69,14 +101,15 @@ pub fn measure(bench: &Bench) -> Result<Section> {
     let mut ours_runs = Vec::new();
     let mut baseline_runs = Vec::new();
     for round in 0..plan.rounds {
-        let mut order = [(&ours_stack, &mut ours_runs, "gunicorn"), (&baseline_stack, &mut baseline_runs, "flask run")];
+        let mut order = [(&ours_stack, &mut ours_runs, "ours"), (&baseline_stack, &mut baseline_runs, "baseline")];
         if round % 2 == 1 {
             order.reverse();
         }
         for (stack, runs, name) in order {
             let result = run(stack, &script, plan.load_seconds)?;
             eprintln!(
-                "bench: {name}: {:.0} req/s, p50 {}, p99 {}, {} errors",
+                "bench: {} ({name}): {:.0} req/s, p50 {}, p99 {}, {} errors",
+                image.name,
                 result.requests_per_second,
                 Unit::Seconds.format(result.p50),
                 Unit::Seconds.format(result.p99),
@@ -89,59 +122,55 @@ pub fn measure(bench: &Bench) -> Result<Section> {
         bail!("a container died under load\n{}\n{}", ours_stack.failure_report(), baseline_stack.failure_report());
     }
 
-    let mut section = Section::new(
-        TITLE,
-        "giropops-senhas under gunicorn as the image configures it (2 workers × 2 threads)",
-        "the same image with the app under Flask's development server (`python -m flask run`, threaded), \
-         the same embedded Redis (`bench/baselines/giropops-senhas-flask-dev`)",
-        &format!(
-            "Client: wrk on this host, {THREADS} threads, {CONNECTIONS} connections, {} s per run and at most \
-             {} requests, JSON body `{BODY}`, through the container's published port on 127.0.0.1. Rounds \
-             alternate ours and the baseline after a {WARM_UP_SECONDS} s warm-up of each; the figures are \
-             medians over rounds, errors are summed. Errors: non-2xx/3xx answers plus socket errors.",
-            plan.load_seconds, plan.load_max_requests
-        ),
-    );
     let figure =
         |runs: &[WrkResult], pick: fn(&WrkResult) -> f64| Figure::of(&runs.iter().map(pick).collect::<Vec<_>>());
     let total_errors =
         |runs: &[WrkResult]| Some(Figure { value: runs.iter().map(|r| r.errors() as f64).sum(), samples: runs.len() });
+    let name = &image.name;
     section.rows.push(
         Row::new(
-            "requests per second",
+            format!("{name}: requests per second"),
             Unit::RequestsPerSecond,
             figure(&ours_runs, |r| r.requests_per_second),
             figure(&baseline_runs, |r| r.requests_per_second),
         )
-        .with_target(Target::new("≥ 5× the development server's", &[Goal::TimesBaseline(5.0)])),
+        .with_target(Target::new(&load.target, &[Goal::TimesBaseline(load.times_baseline)])),
     );
     section.rows.push(Row::new(
-        "latency p50",
+        format!("{name}: latency p50"),
         Unit::Seconds,
         figure(&ours_runs, |r| r.p50),
         figure(&baseline_runs, |r| r.p50),
     ));
     section.rows.push(Row::new(
-        "latency p99",
+        format!("{name}: latency p99"),
         Unit::Seconds,
         figure(&ours_runs, |r| r.p99),
         figure(&baseline_runs, |r| r.p99),
     ));
     section.rows.push(
-        Row::new("errors (all rounds)", Unit::Count, total_errors(&ours_runs), total_errors(&baseline_runs))
-            .with_target(Target::new("0", &[Goal::AtMost(0.0)])),
+        Row::new(
+            format!("{name}: errors (all rounds)"),
+            Unit::Count,
+            total_errors(&ours_runs),
+            total_errors(&baseline_runs),
+        )
+        .with_target(Target::new("0", &[Goal::AtMost(0.0)])),
     );
     let requests = |runs: &[WrkResult]| runs.iter().map(|r| r.requests).sum::<u64>();
     section.notes.push(format!(
-        "Requests answered in all rounds: ours {}, baseline {}.",
+        "{name}: POST {} with `{}`; requests answered in all rounds: ours {}, baseline {}.",
+        load.path,
+        load.body,
         requests(&ours_runs),
         requests(&baseline_runs)
     ));
-    Ok(section)
+    Ok(())
 }
 
-/// The image's launcher config with the `app` service run by Flask's development server instead.
-fn dev_server_config(own: &str) -> Result<String> {
+/// The image's launcher config with the `app` service running `command` instead, ready once it accepts connections
+/// on the image's port (another server need not speak the notify protocol).
+fn dev_server_config(own: &str, command: &[String], image: &str, port: u16) -> Result<String> {
     let mut config: toml::Table = toml::from_str(own).context("reading the image's launcher.toml")?;
     let services =
         config.get_mut("service").and_then(toml::Value::as_array_mut).context("launcher.toml has no [[service]]")?;
@@ -152,26 +181,25 @@ fn dev_server_config(own: &str) -> Result<String> {
         .context("launcher.toml has no service named `app`")?;
     app.insert(
         "command".to_owned(),
-        toml::Value::Array(DEV_SERVER.iter().map(|arg| toml::Value::from(*arg)).collect()),
+        toml::Value::Array(command.iter().map(|arg| toml::Value::from(arg.as_str())).collect()),
     );
-    // The development server does not speak the notify protocol: ready once it accepts connections.
     let mut ready = toml::Table::new();
-    ready.insert("tcp".to_owned(), "127.0.0.1:5000".into());
+    ready.insert("tcp".to_owned(), format!("127.0.0.1:{port}").into());
     ready.insert("timeout".to_owned(), "60s".into());
     app.insert("ready".to_owned(), toml::Value::Table(ready));
     Ok(format!(
-        "# Written by `cargo xtask bench` from images/giropops-senhas/launcher.toml: the app under Flask's\n\
-         # development server, everything else unchanged.\n{}",
+        "# Written by `cargo xtask bench` from images/{image}/launcher.toml: the app served by its baseline,\n\
+         # everything else unchanged.\n{}",
         toml::to_string(&config)?
     ))
 }
 
 /// A wrk script that POSTs the JSON body and stops each thread after `per_thread_limit` answers.
-fn wrk_script(per_thread_limit: u64) -> String {
+fn wrk_script(body: &str, per_thread_limit: u64) -> String {
     format!(
         "wrk.method = \"POST\"\n\
          wrk.headers[\"Content-Type\"] = \"application/json\"\n\
-         wrk.body = '{BODY}'\n\
+         wrk.body = '{body}'\n\
          local limit = {per_thread_limit}\n\
          local answered = 0\n\
          function response(status, headers, body)\n\
@@ -252,6 +280,9 @@ fn parse_duration(text: &str) -> Result<f64> {
 mod tests {
     use super::*;
 
+    const BODY: &str = r#"{"tamanho": 12}"#;
+    const DEV_SERVER: &[&str] = &["python", "-m", "flask", "run", "--port", "5000"];
+
     const REPORT: &str = "Running 3s test @ http://127.0.0.1:32768/api/gerar-senha
   2 threads and 8 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
@@ -309,7 +340,7 @@ Transfer/sec:    366.00KB
 
     #[test]
     fn script_posts_json_and_stops_at_the_limit() {
-        let script = wrk_script(500);
+        let script = wrk_script(BODY, 500);
         assert!(script.contains("wrk.method = \"POST\""));
         assert!(script.contains("application/json"));
         assert!(script.contains(BODY));
@@ -322,7 +353,9 @@ Transfer/sec:    366.00KB
         let own =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../images/giropops-senhas/launcher.toml"))
                 .unwrap();
-        let changed: toml::Table = toml::from_str(&dev_server_config(&own).unwrap()).unwrap();
+        let dev_server: Vec<String> = DEV_SERVER.iter().map(|arg| arg.to_string()).collect();
+        let changed: toml::Table =
+            toml::from_str(&dev_server_config(&own, &dev_server, "giropops-senhas", 5000).unwrap()).unwrap();
         let original: toml::Table = toml::from_str(&own).unwrap();
         let services = |config: &toml::Table| config["service"].as_array().unwrap().clone();
         let (before, after) = (services(&original), services(&changed));
@@ -342,7 +375,8 @@ Transfer/sec:    366.00KB
 
     #[test]
     fn a_config_without_an_app_service_is_an_error() {
-        let error = dev_server_config("[[service]]\nname = \"redis\"\ncommand = [\"redis-server\"]\n").unwrap_err();
+        let error = dev_server_config("[[service]]\nname = \"redis\"\ncommand = [\"redis-server\"]\n", &[], "x", 5000)
+            .unwrap_err();
         assert!(error.to_string().contains("no service named `app`"), "{error}");
     }
 }

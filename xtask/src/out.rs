@@ -1,0 +1,65 @@
+//! Where every artifact of a run goes under `out/`: one function per artifact, so that no stage spells a path.
+
+use std::path::PathBuf;
+
+pub struct Out {
+    dir: PathBuf,
+}
+
+impl Out {
+    pub fn new(dir: PathBuf) -> Self {
+        Out { dir }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// What `build` recorded about an image: `out/build/<image>.json`.
+    pub fn build_record(&self, image: &str) -> PathBuf {
+        self.dir.join("build").join(format!("{image}.json"))
+    }
+
+    /// The image exported once from the engine (`docker save`), read by every scanner: `out/images/<image>.tar`.
+    pub fn image_archive(&self, image: &str) -> PathBuf {
+        self.dir.join("images").join(format!("{image}.tar"))
+    }
+
+    /// The scan reports and SBOM of an image: `out/scan/<image>/`.
+    pub fn scan_dir(&self, image: &str) -> PathBuf {
+        self.dir.join("scan").join(image)
+    }
+
+    pub fn trivy_report(&self, image: &str) -> PathBuf {
+        self.scan_dir(image).join("trivy.json")
+    }
+
+    pub fn trivy_sarif(&self, image: &str) -> PathBuf {
+        self.scan_dir(image).join("trivy.sarif")
+    }
+
+    /// The CycloneDX SBOM syft writes, and `release` attaches.
+    pub fn sbom(&self, image: &str) -> PathBuf {
+        self.scan_dir(image).join("sbom.cdx.json")
+    }
+
+    /// Trivy's cache directory, holding the database built from `advisories/`.
+    pub fn trivy_cache(&self) -> PathBuf {
+        self.dir.join("trivy")
+    }
+
+    /// The root filesystem tarball mmdebstrap writes before it is imported.
+    pub fn bootstrap_tarball(&self, suite: &str) -> PathBuf {
+        self.dir.join("bootstrap").join(format!("debian-{suite}.tar"))
+    }
+
+    /// The public key `release` derives from the signing key.
+    pub fn release_public_key(&self) -> PathBuf {
+        self.dir.join("release").join("cosign.pub")
+    }
+
+    /// Scratch space of the benchmarks (generated baseline contexts, the quick page).
+    pub fn bench_dir(&self) -> PathBuf {
+        self.dir.join("bench")
+    }
+}

@@ -1,0 +1,340 @@
+//! The supply-chain tools (scanner, SBOM, signing, DB builder, registry, workflow linter), pinned in
+//! `tools/pins.toml` and built from source with Go into `.tools/bin`.
+//!
+//! A tool already on PATH is used when it reports the pinned major version and at least the pinned minor one;
+//! otherwise the pinned version is built (`go install MODULE@VERSION`, or `go build` in a tools module under `tools/`
+//! when a dependency must be raised). Go's build and module caches live in the home directory and serve every later
+//! build.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use serde::Deserialize;
+use xshell::cmd;
+
+use crate::context::Context;
+use crate::stamp::{self, Stamp};
+
+pub const PINS_FILE: &str = "tools/pins.toml";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Tool {
+    Trivy,
+    TrivyDb,
+    Cosign,
+    Syft,
+    Registry,
+    Actionlint,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 6] = [Tool::Trivy, Tool::TrivyDb, Tool::Cosign, Tool::Syft, Tool::Registry, Tool::Actionlint];
+
+    /// The binary's name, which is also its table in `tools/pins.toml`.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Tool::Trivy => "trivy",
+            Tool::TrivyDb => "trivy-db",
+            Tool::Cosign => "cosign",
+            Tool::Syft => "syft",
+            Tool::Registry => "registry",
+            Tool::Actionlint => "actionlint",
+        }
+    }
+}
+
+/// One table of `tools/pins.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pin {
+    /// The pinned version, without a leading `v`.
+    version: String,
+    go_install: Option<String>,
+    go_build: Option<GoBuild>,
+    /// `-X` flag that stamps the version into the binary (the release builds set it; `go install` does not).
+    version_variable: Option<String>,
+    /// Arguments that make the tool print its version; without them only the pinned build is used.
+    version_args: Option<Vec<String>>,
+    /// `GOEXPERIMENT` the tool's release builds use and its code needs.
+    #[serde(default)]
+    go_experiment: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GoBuild {
+    module: String,
+    package: String,
+}
+
+/// How a pin is built, exactly one way.
+enum Recipe<'a> {
+    Install(&'a str),
+    Module(&'a GoBuild),
+}
+
+impl Pin {
+    fn recipe(&self, name: &str) -> Result<Recipe<'_>> {
+        match (&self.go_install, &self.go_build) {
+            (Some(target), None) => Ok(Recipe::Install(target)),
+            (None, Some(module)) => Ok(Recipe::Module(module)),
+            _ => bail!("{PINS_FILE}: [{name}] must have exactly one of `go_install` and `go_build`"),
+        }
+    }
+
+    fn ldflags(&self) -> String {
+        // -s -w drop the symbol and DWARF tables: a third smaller, nothing lost for tools that are only run.
+        match &self.version_variable {
+            Some(variable) if variable.ends_with("=v") => format!("-s -w -X {variable}{}", self.version),
+            Some(variable) => format!("-s -w -X {variable}={}", self.version),
+            None => "-s -w".to_owned(),
+        }
+    }
+}
+
+fn read_pins(root: &Path) -> Result<BTreeMap<String, Pin>> {
+    let path = root.join(PINS_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+}
+
+fn pin_of(pins: &BTreeMap<String, Pin>, tool: Tool) -> Result<&Pin> {
+    pins.get(tool.binary()).with_context(|| format!("{PINS_FILE} has no [{}] table", tool.binary()))
+}
+
+/// The pinned version of `tool`, as written in `tools/pins.toml` (without a leading `v`).
+pub fn version(ctx: &Context, tool: Tool) -> Result<String> {
+    Ok(pin_of(&read_pins(&ctx.root)?, tool)?.version.clone())
+}
+
+/// Makes every tool available, first saying how long building the missing ones takes.
+pub fn ensure_all(ctx: &Context) -> Result<Vec<(Tool, PathBuf)>> {
+    let pins = read_pins(&ctx.root)?;
+    let around = Surroundings::of(ctx);
+    let mut to_build = Vec::new();
+    for tool in Tool::ALL {
+        let pin = pin_of(&pins, tool)?;
+        if !stamp_of(ctx, tool, pin, &around)?.is_current() && acceptable_on_path(ctx, tool, pin, &around).is_none() {
+            to_build.push(tool.binary());
+        }
+    }
+    if !to_build.is_empty() {
+        // Said before it starts: on a new machine this is the longest step of the first run, and silent for minutes.
+        eprintln!(
+            "xtask: building {} from source with Go: expect 15-20 minutes on a new machine (cold Go cache; trivy \
+             alone takes about 7), seconds once the Go cache is warm",
+            to_build.join(", ")
+        );
+    }
+    Tool::ALL.into_iter().map(|tool| Ok((tool, ensure(ctx, tool)?))).collect()
+}
+
+/// The path of a usable `tool`: the pinned build in `.tools/bin`, an acceptable one on PATH, or a fresh build.
+pub fn ensure(ctx: &Context, tool: Tool) -> Result<PathBuf> {
+    // One lock for the whole process: tests run on threads and must not build the same tool twice at once.
+    static RESOLVED: OnceLock<Mutex<HashMap<Tool, PathBuf>>> = OnceLock::new();
+    let mut resolved = RESOLVED.get_or_init(Default::default).lock().unwrap_or_else(|poison| poison.into_inner());
+    if let Some(path) = resolved.get(&tool) {
+        return Ok(path.clone());
+    }
+    let pins = read_pins(&ctx.root)?;
+    let pin = pin_of(&pins, tool)?;
+    let path = resolve(ctx, tool, pin, &Surroundings::of(ctx))
+        .with_context(|| format!("installing {} {}", tool.binary(), pin.version))?;
+    resolved.insert(tool, path.clone());
+    Ok(path)
+}
+
+pub fn bin_dir(ctx: &Context) -> PathBuf {
+    ctx.root.join(".tools").join("bin")
+}
+
+/// Where tools are looked for and built with.
+struct Surroundings {
+    bin_dir: PathBuf,
+    search_path: OsString,
+    go: PathBuf,
+}
+
+impl Surroundings {
+    fn of(ctx: &Context) -> Surroundings {
+        Surroundings {
+            bin_dir: bin_dir(ctx),
+            search_path: std::env::var_os("PATH").unwrap_or_default(),
+            go: PathBuf::from("go"),
+        }
+    }
+}
+
+/// The stamp of the pinned build: what it was built from (a changed pin or tools module rebuilds).
+fn stamp_of(ctx: &Context, tool: Tool, pin: &Pin, around: &Surroundings) -> Result<Stamp> {
+    let name = tool.binary();
+    let mut recipe =
+        format!("{name} {}\nldflags: {}\nGOEXPERIMENT={}\n", pin.version, pin.ldflags(), pin.go_experiment);
+    let mut module_files = Vec::new();
+    match pin.recipe(name)? {
+        Recipe::Install(target) => recipe.push_str(&format!("go install {target}\n")),
+        Recipe::Module(module) => {
+            recipe.push_str(&format!("go build {} in {}\n", module.package, module.module));
+            for file in ["go.mod", "go.sum"] {
+                let path = ctx.root.join(&module.module).join(file);
+                module_files.push((file, std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?));
+            }
+        }
+    }
+    let parts = std::iter::once(("recipe", recipe.as_bytes()))
+        .chain(module_files.iter().map(|(file, content)| (*file, content.as_slice())));
+    Ok(Stamp::new(around.bin_dir.join(format!(".{name}.pin")), stamp::fingerprint(parts)))
+}
+
+fn resolve(ctx: &Context, tool: Tool, pin: &Pin, around: &Surroundings) -> Result<PathBuf> {
+    let name = tool.binary();
+    let pinned = around.bin_dir.join(name);
+    let stamp = stamp_of(ctx, tool, pin, around)?;
+    if pinned.is_file() && stamp.is_current() {
+        eprintln!("xtask: using {name} {} (pinned build, {})", pin.version, pinned.display());
+        return Ok(pinned);
+    }
+    if let Some((path, version)) = acceptable_on_path(ctx, tool, pin, around) {
+        eprintln!("xtask: using {name} {version} from PATH ({}; pinned is {})", path.display(), pin.version);
+        return Ok(path);
+    }
+    build(ctx, tool, pin, &around.go, &pinned)?;
+    stamp.record()?;
+    Ok(pinned)
+}
+
+/// A binary of that name on PATH (outside `.tools/bin`) whose version is the pinned major and at least its minor.
+fn acceptable_on_path(ctx: &Context, tool: Tool, pin: &Pin, around: &Surroundings) -> Option<(PathBuf, String)> {
+    let version_args = pin.version_args.as_ref()?;
+    let name = tool.binary();
+    let path = std::env::split_paths(&around.search_path)
+        .filter(|dir| dir != &around.bin_dir)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())?;
+    let output = cmd!(ctx.sh, "{path} {version_args...}").quiet().ignore_stderr().read().ok()?;
+    let found = parse_version(&output)?;
+    let wanted = parse_version(&pin.version)?;
+    let shown = format!("{}.{}.{}", found.0, found.1, found.2);
+    if found.0 == wanted.0 && found.1 >= wanted.1 {
+        return Some((path, shown));
+    }
+    eprintln!(
+        "xtask: ignoring {name} {shown} on PATH ({}): {name} {}.{} or a newer minor release is needed",
+        path.display(),
+        wanted.0,
+        wanted.1
+    );
+    None
+}
+
+/// The first `MAJOR.MINOR.PATCH` (optionally after a `v`) in a tool's version output.
+fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|word| {
+            let mut parts = word.split('.');
+            let numbers = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+            Some(numbers)
+        })
+        .next()
+}
+
+fn build(ctx: &Context, tool: Tool, pin: &Pin, go: &Path, output: &Path) -> Result<()> {
+    let name = tool.binary();
+    let sh = &ctx.sh;
+    if cmd!(sh, "{go} version").quiet().ignore_stderr().read().is_err() {
+        bail!(
+            "{name} {version} is neither built in .tools/bin nor on PATH, and building it needs Go 1.26 or newer, \
+             which is not installed: install Go (https://go.dev/doc/install, or the `golang-go` package where it \
+             is 1.26+) and run `cargo xtask tools` again, or put {name} {major_minor} or newer on PATH",
+            version = pin.version,
+            major_minor = pin.version.splitn(3, '.').take(2).collect::<Vec<_>>().join("."),
+        );
+    }
+    let bin_dir = output.parent().context("tool path has no parent")?;
+    // Built beside the final place and renamed over it: a process still running the old binary keeps it.
+    let staging = bin_dir.join(".staging");
+    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    let built = staging.join(name);
+    let ldflags = format!("-ldflags={}", pin.ldflags());
+    let started = Instant::now();
+    eprintln!("xtask: building {name} {} with Go (minutes on a cold Go cache, seconds afterwards)", pin.version);
+    // Reproducible, independent of whatever module the current directory belongs to, and with the local Go.
+    let environment = [("GOFLAGS", "-buildvcs=false"), ("GOTOOLCHAIN", "local"), ("GOEXPERIMENT", &pin.go_experiment)];
+    match pin.recipe(name)? {
+        Recipe::Install(target) => cmd!(sh, "{go} install -trimpath {ldflags} {target}")
+            .envs(environment)
+            .env("GOBIN", &staging)
+            .run()
+            .with_context(|| format!("`go install {target}` failed"))?,
+        Recipe::Module(module) => {
+            let _dir = sh.push_dir(ctx.root.join(&module.module));
+            let package = &module.package;
+            cmd!(sh, "{go} build -trimpath -mod=readonly {ldflags} -o {built} {package}")
+                .envs(environment)
+                .run()
+                .with_context(|| format!("`go build {package}` in {} failed", module.module))?
+        }
+    }
+    std::fs::rename(&built, output).with_context(|| {
+        format!("the build did not produce {} (moving it to {})", built.display(), output.display())
+    })?;
+    let size = std::fs::metadata(output)?.len();
+    eprintln!(
+        "xtask: built {name} {} in {:.0?} ({:.1} MiB) at {}",
+        pin.version,
+        started.elapsed(),
+        size as f64 / (1024.0 * 1024.0),
+        output.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_the_tools_own_words() {
+        assert_eq!(parse_version("Version: 0.74.0\nVulnerability DB:"), Some((0, 74, 0)));
+        assert_eq!(parse_version("GitVersion:    v3.1.3\nGitCommit: abc"), Some((3, 1, 3)));
+        assert_eq!(parse_version("registry github.com/distribution/distribution/v3 v3.1.2+unknown"), Some((3, 1, 2)));
+        assert_eq!(parse_version("Version: [not provided]"), None);
+    }
+
+    #[test]
+    fn every_tool_has_a_pin_with_one_recipe_and_the_version_is_stamped_into_the_binary() {
+        let ctx = Context::discover().unwrap();
+        let pins = read_pins(&ctx.root).unwrap();
+        for tool in Tool::ALL {
+            let pin = pin_of(&pins, tool).unwrap();
+            pin.recipe(tool.binary()).unwrap();
+        }
+        let ldflags = |tool| pin_of(&pins, tool).unwrap().ldflags();
+        assert_eq!(ldflags(Tool::Trivy), "-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver=0.74.0");
+        assert_eq!(ldflags(Tool::Cosign), "-s -w -X sigs.k8s.io/release-utils/version.gitVersion=v3.1.3");
+        assert_eq!(ldflags(Tool::Registry), "-s -w");
+        assert_eq!(pins.len(), Tool::ALL.len(), "every table of {PINS_FILE} is a tool the xtask knows");
+    }
+
+    #[test]
+    fn a_tool_that_is_nowhere_and_cannot_be_built_is_a_clear_error() {
+        let ctx = Context::discover().unwrap();
+        let pins = read_pins(&ctx.root).unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let around = Surroundings {
+            bin_dir: empty.path().to_owned(),
+            search_path: empty.path().as_os_str().to_owned(),
+            go: empty.path().join("go"),
+        };
+        let error =
+            format!("{:#}", resolve(&ctx, Tool::Trivy, pin_of(&pins, Tool::Trivy).unwrap(), &around).unwrap_err());
+        assert!(error.contains("trivy 0.74.0 is neither built in .tools/bin nor on PATH"), "{error}");
+        assert!(error.contains("needs Go 1.26 or newer"), "{error}");
+        assert!(error.contains("or put trivy 0.74 or newer on PATH"), "{error}");
+    }
+}

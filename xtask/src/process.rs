@@ -1,0 +1,54 @@
+//! Running processes: every command is built with xshell's `cmd!`; this is the one helper for the commands whose
+//! output is streamed (a build, a test runner) and the one place that turns library errors into a readable line.
+
+use std::io::BufRead as _;
+use std::process::ExitStatus;
+
+use anyhow::{Context as _, Result};
+
+/// Runs `command` with stderr merged into stdout, hands each output line to `on_line` as it comes (to stream it
+/// through and read it at once), and returns the exit status.
+pub fn stream(command: xshell::Cmd<'_>, mut on_line: impl FnMut(&str)) -> Result<ExitStatus> {
+    let mut command = std::process::Command::from(command);
+    let (reader, writer) = std::io::pipe().context("creating a pipe for the command's output")?;
+    command.stdin(std::process::Stdio::null()).stdout(writer.try_clone()?).stderr(writer);
+    let mut child = command.spawn().with_context(|| format!("starting {:?}", command.get_program()))?;
+    // The command keeps copies of the pipe's write end: without dropping them the output never ends.
+    drop(command);
+    let mut lines = std::io::BufReader::new(reader);
+    let mut line = String::new();
+    while lines.read_line(&mut line)? > 0 {
+        on_line(&line);
+        line.clear();
+    }
+    child.wait().context("waiting for the command")
+}
+
+/// An error with all its sources on one line: some libraries (reqwest, bollard) leave the cause (connection
+/// refused, DNS, TLS) out of their own message.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_streams_arrive_line_by_line_with_the_exit_status() {
+        let sh = xshell::Shell::new().unwrap();
+        let mut lines = Vec::new();
+        let script = "echo out; echo err >&2; exit 3";
+        let status = stream(xshell::cmd!(sh, "sh -c {script}"), |line| lines.push(line.to_owned())).unwrap();
+        assert_eq!(status.code(), Some(3));
+        lines.sort();
+        assert_eq!(lines, ["err\n", "out\n"]);
+    }
+}

@@ -1,0 +1,14 @@
+//! The commands of `cargo xtask`, one file each with its arguments beside it. A stage uses the plumbing of the
+//! crate's top level (context, images, docker, tools, ...) and, where one stage runs another, its peer.
+
+pub mod bench;
+pub mod bootstrap;
+pub mod build;
+pub mod ci;
+pub mod healthcheck;
+pub mod release;
+pub mod sbom;
+pub mod scan;
+pub mod test;
+pub mod tools;
+pub mod verify;

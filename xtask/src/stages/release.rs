@@ -1,0 +1,220 @@
+//! `cargo xtask release`: from a clean, tested checkout to signed images with signed SBOMs in a registry.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use xshell::cmd;
+
+use crate::context::Context;
+use crate::cosign::{self, Signer, SigningArgs, Tlog, Verifier};
+use crate::registry::{self, Reference};
+
+#[derive(clap::Args, Debug)]
+pub struct ReleaseArgs {
+    /// Where to push: HOST[:PORT]/NAMESPACE, e.g. ghcr.io/OWNER or 127.0.0.1:5000/team.
+    #[arg(long, value_name = "HOST[:PORT]/NAMESPACE")]
+    pub registry: String,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    /// Images to release (default: every deliverable image under images/).
+    pub images: Vec<String>,
+}
+
+/// A registry and the namespace the images go under.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub registry: String,
+    pub namespace: String,
+}
+
+impl Destination {
+    pub fn parse(text: &str) -> Result<Self> {
+        let (registry, namespace) = text.trim_end_matches('/').split_once('/').with_context(|| {
+            format!("--registry {text}: write HOST[:PORT]/NAMESPACE (e.g. ghcr.io/OWNER or 127.0.0.1:5000/team)")
+        })?;
+        // Parsing a sample reference applies the same rules to host and namespace as to any image.
+        Reference::parse(&format!("{registry}/{namespace}/image:tag")).with_context(|| format!("--registry {text}"))?;
+        Ok(Self { registry: registry.to_owned(), namespace: namespace.to_owned() })
+    }
+
+    /// `HOST[:PORT]/NAMESPACE/<image>`, without tag or digest.
+    pub fn repository(&self, image: &str) -> String {
+        format!("{}/{}/{image}", self.registry, self.namespace)
+    }
+}
+
+/// What a release put into the registry for one image.
+#[derive(Debug)]
+pub struct Published {
+    pub image: String,
+    /// `HOST[:PORT]/NAMESPACE/<image>@sha256:...`
+    pub pinned: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    /// The newest cosign signature referring to the digest, `HOST[:PORT]/NAMESPACE/<image>@sha256:...`.
+    pub signature: String,
+}
+
+/// How an image is signed, and how its signatures are then checked.
+pub struct Signing {
+    pub signer: Signer,
+    pub verifier: Verifier,
+    pub tlog: Tlog,
+    pub cosign: PathBuf,
+}
+
+pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
+    // Preconditions first: nothing is built or pushed for a release that cannot finish.
+    let revision = ctx.revision()?;
+    if revision.dirty {
+        bail!(
+            "the working tree has uncommitted changes (revision {}): a release must be exactly a commit; \
+             commit or stash them first (`git status` lists them)",
+            revision.tag
+        );
+    }
+    let destination = Destination::parse(&args.registry)?;
+    let images = ctx.select(&args.images)?;
+    let (signer, tlog) = Signer::from_args(&args.signing)?;
+    let cosign = cosign::cosign(ctx)?;
+    let verifier = signer.verifier(&cosign, args.signing.public_key.as_deref(), &ctx.out.release_public_key())?;
+    let signing = Signing { signer, verifier, tlog, cosign };
+
+    // The whole ci, as CI runs it (every deliverable, whichever images are released): build, scan gate, SBOMs, tests.
+    super::ci::main(ctx, &super::ci::CiArgs::default()).context("ci failed: nothing was released")?;
+
+    eprintln!("xtask: {}", tlog.describe());
+    let mut published = Vec::new();
+    for image in &images {
+        let local = ctx.reference(&image.name)?;
+        published.push(
+            publish(ctx, &image.name, &local, &destination, &signing)
+                .with_context(|| format!("releasing image {}", image.name))?,
+        );
+    }
+    for release in &published {
+        println!("released {}", release.image);
+        println!("  digest     {}", release.digest);
+        println!("  image      {}", release.pinned);
+        println!("  tags       {}", release.tags.join(", "));
+        println!("  signature  {}", release.signature);
+    }
+    Ok(())
+}
+
+/// Pushes one built image, tags it, signs its digest, attaches its SBOM as a signed attestation, and verifies both
+/// before it reports success.
+pub fn publish(
+    ctx: &Context,
+    image: &str,
+    local_reference: &str,
+    destination: &Destination,
+    signing: &Signing,
+) -> Result<Published> {
+    let sbom = ctx.out.sbom(image);
+    if !sbom.is_file() {
+        bail!("image {image}: no SBOM at {}; `cargo xtask ci` writes it (its sbom step)", sbom.display());
+    }
+    let repository = destination.repository(image);
+    let revision = ctx.revision()?;
+    let tags: Vec<String> =
+        std::iter::once(revision.tag.clone()).chain(revision.version_tags.iter().cloned()).collect();
+    let mut digest: Option<String> = None;
+    for tag in &tags {
+        let pushed = push(ctx, local_reference, &format!("{repository}:{tag}"), &destination.registry)?;
+        match &digest {
+            Some(first) if *first != pushed => {
+                bail!("{repository}:{tag} got digest {pushed} but the same image pushed as {first} before: something else pushed meanwhile")
+            }
+            _ => digest = Some(pushed),
+        }
+    }
+    let digest = digest.expect("there is always the revision tag");
+    let pinned = format!("{repository}@{digest}");
+
+    signing.signer.sign(&signing.cosign, &pinned, signing.tlog)?;
+    signing.signer.attest(&signing.cosign, &pinned, cosign::SBOM_PREDICATE, &sbom, signing.tlog)?;
+
+    let verified = signing.verifier.verify_signature(&signing.cosign, &pinned, signing.tlog)?;
+    if verified != digest {
+        bail!("cosign verified a signature for {verified}, not for the pushed digest {digest}");
+    }
+    signing.verifier.verify_attestation(&signing.cosign, &pinned, cosign::SBOM_PREDICATE, signing.tlog)?;
+    eprintln!("xtask: {pinned}: signature and SBOM attestation verified with {}", signing.verifier.describe());
+    let signature = signature_reference(&repository, &digest);
+    Ok(Published { image: image.to_owned(), signature, pinned, digest, tags })
+}
+
+/// Tags the local image as `remote` and pushes it, returning the digest the registry stored it under.
+pub fn push(ctx: &Context, local: &str, remote: &str, registry: &str) -> Result<String> {
+    ctx.read("docker", &["tag", local, remote])
+        .with_context(|| format!("tagging {local} as {remote}: was it built?"))?;
+    eprintln!("xtask: docker push {remote}");
+    let sh = &ctx.sh;
+    let output = cmd!(sh, "docker push {remote}")
+        .quiet()
+        .ignore_status()
+        .stdin("")
+        .output()
+        .context("running docker push: is the docker CLI installed?")?;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if !output.status.success() {
+        return Err(push_failure(registry, remote, &text));
+    }
+    digest_from_push_output(&text).with_context(|| format!("docker push {remote} printed no digest:\n{text}"))
+}
+
+fn push_failure(registry: &str, remote: &str, output: &str) -> anyhow::Error {
+    let last = output.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default().trim();
+    if registry::unreachable_line(output).is_some() {
+        return registry::unreachable(registry, last);
+    }
+    if ["denied", "unauthorized", "authentication required"].iter().any(|needle| output.contains(needle)) {
+        return anyhow::anyhow!(
+            "registry {registry} refused the push of {remote} ({last}): log in with `docker login {registry}`"
+        );
+    }
+    anyhow::anyhow!("docker push {remote} failed: {last}")
+}
+
+/// `<tag>: digest: sha256:<hex> size: <n>`, the last line docker push prints.
+fn digest_from_push_output(output: &str) -> Option<String> {
+    output.lines().find_map(|line| {
+        let digest = line.split("digest: ").nth(1)?.split_whitespace().next()?;
+        digest.starts_with("sha256:").then(|| digest.to_owned())
+    })
+}
+
+/// The newest cosign signature referring to the digest, as `repository@sha256:...`; a description of where cosign
+/// keeps it when the registry does not show it.
+fn signature_reference(repository: &str, digest: &str) -> String {
+    let subject = format!("{repository}@{digest}");
+    let newest =
+        Reference::parse(&subject).and_then(|reference| registry::referrers(&reference, digest)).map(|referrers| {
+            referrers
+                .into_iter()
+                .filter(|referrer| referrer.predicate_type.as_deref() == Some(cosign::SIGNATURE_PREDICATE))
+                .max_by(|a, b| a.created.cmp(&b.created))
+        });
+    match newest {
+        Ok(Some(signature)) => format!("{repository}@{}", signature.digest),
+        Ok(None) => format!("a referrer of {subject} (not listed by the registry)"),
+        Err(error) => format!("a referrer of {subject} (listing referrers failed: {error:#})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::digest_from_push_output;
+
+    #[test]
+    fn reads_the_digest_docker_push_prints() {
+        let output = "The push refers to repository [127.0.0.1:5000/team/app]\n4823cc387811: Pushed\n\
+                      0123456789ab: digest: sha256:3d42aeb8dfb70254c585fbdaf5bc9ba3f3020e3e36788f57cb9677d9ec10ff3e size: 524\n";
+        assert_eq!(
+            digest_from_push_output(output).as_deref(),
+            Some("sha256:3d42aeb8dfb70254c585fbdaf5bc9ba3f3020e3e36788f57cb9677d9ec10ff3e")
+        );
+        assert_eq!(digest_from_push_output("denied: requested access to the resource is denied"), None);
+    }
+}
