@@ -10,7 +10,16 @@ macro_rules! log {
     }};
 }
 
+// One file per concern. Imports only go down this list of layers, never up nor in a circle:
+//   supervise          the event loop: steps, services, reaping, forwarding, the stop
+//   notify             a service's notify socket
+//   config             the TOML plan
+//   probe              TCP/HTTP checks (readiness, `launcher probe`)
+//   signals, duration, expand   leaves: signal plumbing, "8s", ${VAR}
+// main uses supervise, config, probe and duration.
 mod config;
+mod duration;
+mod expand;
 mod notify;
 mod probe;
 mod signals;
@@ -151,7 +160,7 @@ fn parse_probe(args: &[String]) -> Result<Mode, String> {
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         if let Some(value) = option_value("timeout", arg, &mut rest)? {
-            timeout = config::parse_duration(value).map_err(|why| format!("--timeout: {why}"))?;
+            timeout = duration::parse(value).map_err(|why| format!("--timeout: {why}"))?;
             if timeout.is_zero() {
                 return Err("--timeout must be more than 0".into());
             }

@@ -19,7 +19,8 @@ use std::{fmt, fs};
 
 use libc::{c_int, pid_t};
 
-use crate::config::{Config, DisplayDuration, Launch, ReadyCheck, Service, SetupAction, SetupStep};
+use crate::config::{Config, Launch, ReadyCheck, Service, SetupAction, SetupStep};
+use crate::duration::DisplayDuration;
 use crate::notify::NotifySocket;
 use crate::signals::{self, SignalFd};
 
