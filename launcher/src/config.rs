@@ -20,6 +20,8 @@ use crate::probe::Target;
 
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Finite, so that a hung migration cannot hold the container forever; long enough for real ones.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Names end up in abstract socket names (at most 107 bytes) and in messages.
 const MAX_NAME_LEN: usize = 64;
 
@@ -39,8 +41,15 @@ pub struct SetupStep {
 
 #[derive(Debug)]
 pub enum SetupAction {
-    Mkdir { path: PathBuf, mode: Option<u32> },
-    Run(Launch),
+    Mkdir {
+        path: PathBuf,
+        mode: Option<u32>,
+    },
+    /// A command, stopped (its whole process group) when it runs longer than `timeout`.
+    Run {
+        launch: Launch,
+        timeout: Duration,
+    },
 }
 
 /// What to exec: argv (argv[0] looked up in PATH), environment additions, working directory.
@@ -102,8 +111,9 @@ impl Config {
                     }
                     out.push('\n');
                 }
-                SetupAction::Run(launch) => {
+                SetupAction::Run { launch, timeout } => {
                     let _ = writeln!(out, "  {}. {}: {}", number + 1, step.name, launch);
+                    let _ = writeln!(out, "     timeout: {}", DisplayDuration(*timeout));
                 }
             }
         }
@@ -357,6 +367,7 @@ struct RawSetup {
     command: Option<Spanned<Argv>>,
     env: Option<Spanned<BTreeMap<EnvName, Text>>>,
     workdir: Option<Spanned<Text>>,
+    timeout: Option<Spanned<ConfigDuration>>,
 }
 
 #[derive(Deserialize)]
@@ -547,6 +558,10 @@ impl RawSetup {
                 if let Some(workdir) = self.workdir {
                     return Err(misplaced(workdir.span(), "workdir", "mkdir"));
                 }
+                // mkdir runs inside the launcher and cannot hang the way a command can.
+                if let Some(timeout) = self.timeout {
+                    return Err(misplaced(timeout.span(), "timeout", "mkdir"));
+                }
                 let path = path.into_inner().0;
                 if path.is_empty() {
                     return Err(Located {
@@ -561,7 +576,21 @@ impl RawSetup {
                     return Err(misplaced(mode.span(), "mode", "command"));
                 }
                 let env = self.env.map(Spanned::into_inner).unwrap_or_default();
-                SetupAction::Run(launch(command.into_inner(), env, self.workdir.map(Spanned::into_inner)))
+                let timeout = match self.timeout {
+                    None => DEFAULT_STEP_TIMEOUT,
+                    Some(timeout) if timeout.get_ref().0.is_zero() => {
+                        return Err(Located {
+                            span: timeout.span(),
+                            message: format!(
+                                "setup step `{name}`: `timeout` must be more than 0 (the default is {})",
+                                DisplayDuration(DEFAULT_STEP_TIMEOUT)
+                            ),
+                        })
+                    }
+                    Some(timeout) => timeout.into_inner().0,
+                };
+                let launch = launch(command.into_inner(), env, self.workdir.map(Spanned::into_inner));
+                SetupAction::Run { launch, timeout }
             }
         };
         Ok(SetupStep { name, action })
@@ -648,5 +677,25 @@ mod tests {
         .unwrap();
         assert!(!config.services[0].enabled);
         assert!(config.services[1].enabled);
+    }
+
+    #[test]
+    fn setup_commands_have_a_finite_timeout() {
+        let config = parse(
+            "[[setup]]\nname = \"a\"\ncommand = [\"a\"]\n[[setup]]\nname = \"b\"\ncommand = [\"b\"]\ntimeout = \"2s\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        let timeouts: Vec<Duration> = config
+            .setup
+            .iter()
+            .map(|step| match step.action {
+                SetupAction::Run { timeout, .. } => timeout,
+                SetupAction::Mkdir { .. } => panic!("a command step"),
+            })
+            .collect();
+        assert_eq!(timeouts, [DEFAULT_STEP_TIMEOUT, Duration::from_secs(2)]);
+        let error = parse("[[setup]]\nname = \"a\"\ncommand = [\"a\"]\ntimeout = \"0s\"\n", "x.toml").unwrap_err();
+        assert!(error.starts_with("x.toml:4:11: setup step `a`: `timeout` must be more than 0"), "{error}");
     }
 }
