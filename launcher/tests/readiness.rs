@@ -269,7 +269,7 @@ fn ready_from_another_process_is_ignored(mode: Mode) {
             name = "silent"
             command = ["sh", "{dir}/silent.sh", "{dir}"]
             after = ["impostor"]
-            ready = {{ notify = true, timeout = "3s" }}
+            ready = {{ notify = true, timeout = "5s" }}
             "#
         ),
     );
@@ -284,7 +284,7 @@ fn ready_from_another_process_is_ignored(mode: Mode) {
 
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(scratch.path("impostor-sent").exists(), "{stderr}");
-    assert!(stderr.contains("launcher: service `silent` did not become ready within 3s"), "{stderr}");
+    assert!(stderr.contains("launcher: service `silent` did not become ready within 5s"), "{stderr}");
     let ignoring: Vec<&str> = stderr.lines().filter(|line| line.contains("ignoring notify messages")).collect();
     assert_eq!(ignoring.len(), 1, "reported once:\n{stderr}");
     assert!(ignoring[0].starts_with("launcher: service `silent`: ignoring notify messages from "), "{stderr}");
