@@ -1,7 +1,7 @@
-//! The launcher's TOML config: parsing, `${VAR}` expansion and validation.
+//! The launcher's TOML config: parsing and validation into the plan that `supervise` runs.
 //!
-//! Every string value is expanded while it is deserialized, so an error (unset variable,
-//! malformed duration, empty command...) carries the span of the offending value and is
+//! Every string value is expanded (see `expand`) while it is deserialized, so an error (unset
+//! variable, malformed duration, empty command...) carries the span of the offending value and is
 //! reported as `file:line:column: message` before anything starts.
 
 use std::collections::BTreeMap;
@@ -14,10 +14,14 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::duration::{self, DisplayDuration};
+use crate::expand;
 use crate::probe::Target;
 
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Finite, so that a hung migration cannot hold the container forever; long enough for real ones.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Names end up in abstract socket names (at most 107 bytes) and in messages.
 const MAX_NAME_LEN: usize = 64;
 
@@ -37,8 +41,15 @@ pub struct SetupStep {
 
 #[derive(Debug)]
 pub enum SetupAction {
-    Mkdir { path: PathBuf, mode: Option<u32> },
-    Run(Launch),
+    Mkdir {
+        path: PathBuf,
+        mode: Option<u32>,
+    },
+    /// A command, stopped (its whole process group) when it runs longer than `timeout`.
+    Run {
+        launch: Launch,
+        timeout: Duration,
+    },
 }
 
 /// What to exec: argv (argv[0] looked up in PATH), environment additions, working directory.
@@ -100,8 +111,9 @@ impl Config {
                     }
                     out.push('\n');
                 }
-                SetupAction::Run(launch) => {
+                SetupAction::Run { launch, timeout } => {
                     let _ = writeln!(out, "  {}. {}: {}", number + 1, step.name, launch);
+                    let _ = writeln!(out, "     timeout: {}", DisplayDuration(*timeout));
                 }
             }
         }
@@ -158,21 +170,6 @@ impl fmt::Display for ReadyCheck {
     }
 }
 
-/// Formats a duration the way the config writes it: "500ms", "8s", "2m".
-pub struct DisplayDuration(pub Duration);
-
-impl fmt::Display for DisplayDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let millis = self.0.as_millis();
-        match millis {
-            m if m % 3_600_000 == 0 && m > 0 => write!(f, "{}h", m / 3_600_000),
-            m if m % 60_000 == 0 && m > 0 => write!(f, "{}m", m / 60_000),
-            m if m % 1000 == 0 => write!(f, "{}s", m / 1000),
-            m => write!(f, "{m}ms"),
-        }
-    }
-}
-
 /// Reads and validates a config file. The error is one line naming the file, line and column.
 pub fn load(path: &Path) -> Result<Config, String> {
     let source = std::fs::read_to_string(path).map_err(|err| {
@@ -204,85 +201,6 @@ fn line_and_column(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Expands `${VAR}`, `${VAR:-default}` (default when VAR is unset or empty) and `$$` (a literal `$`).
-/// `$NAME` without braces is rejected rather than kept, since that is almost always a mistake.
-pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(dollar) = rest.find('$') {
-        out.push_str(&rest[..dollar]);
-        let after = &rest[dollar + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let end = closing_brace(body).ok_or_else(|| {
-                format!("unclosed `${{` in {text:?}: close it with `}}`, or write `$$` for a literal `$`")
-            })?;
-            out.push_str(&expand_reference(&body[..end], lookup)?);
-            rest = &body[end + 1..];
-        } else if after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-            let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            return Err(format!(
-                "`${name}` is not expanded: write `${{{name}}}` to expand it, or `$${name}` for a literal `$`"
-            ));
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// The index of the `}` closing a `${`, skipping nested references in defaults.
-fn closing_brace(body: &str) -> Option<usize> {
-    let bytes = body.as_bytes();
-    let mut depth = 0usize;
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'$' if bytes.get(index + 1) == Some(&b'$') => index += 1,
-            b'$' if bytes.get(index + 1) == Some(&b'{') => {
-                depth += 1;
-                index += 1;
-            }
-            b'}' if depth == 0 => return Some(index),
-            b'}' => depth -= 1,
-            _ => {}
-        }
-        index += 1;
-    }
-    None
-}
-
-fn expand_reference(reference: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let (name, default) = match reference.split_once(":-") {
-        Some((name, default)) => (name, Some(default)),
-        None => (reference, None),
-    };
-    let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid_name {
-        return Err(format!(
-            "`${{{reference}}}` is not a variable reference: write `${{NAME}}` or `${{NAME:-default}}` \
-             (NAME made of letters, digits and _)"
-        ));
-    }
-    match (lookup(name), default) {
-        (Some(value), None) => Ok(value),
-        (Some(value), Some(_)) if !value.is_empty() => Ok(value),
-        (_, Some(default)) => expand(default, lookup),
-        (None, None) => Err(format!(
-            "environment variable {name} is not set: set it, or give a default with `${{{name}:-default}}`"
-        )),
-    }
-}
-
-fn expand_from_environment(text: &str) -> Result<String, String> {
-    expand(text, &|name| std::env::var(name).ok())
-}
-
 /// A config error with the byte span it is about.
 struct Located {
     span: Range<usize>,
@@ -303,7 +221,7 @@ where
             f.write_str("a string")
         }
         fn visit_str<E: de::Error>(self, raw: &str) -> Result<T, E> {
-            let value = expand_from_environment(raw).map_err(E::custom)?;
+            let value = expand::from_environment(raw).map_err(E::custom)?;
             if value.contains('\0') {
                 return Err(E::custom("a NUL character cannot be passed to a process"));
             }
@@ -380,24 +298,8 @@ struct ConfigDuration(Duration);
 
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_expanded(deserializer, |text| parse_duration(&text).map(ConfigDuration))
+        deserialize_expanded(deserializer, |text| duration::parse(&text).map(ConfigDuration))
     }
-}
-
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let malformed = || {
-        format!("malformed duration {text:?}: write a whole number followed by ms, s, m or h, e.g. \"500ms\", \"8s\", \"2m\"")
-    };
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(malformed)?;
-    let amount: u64 = text[..digits_end].parse().map_err(|_| malformed())?;
-    let millis_per_unit = match &text[digits_end..] {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(malformed()),
-    };
-    amount.checked_mul(millis_per_unit).map(Duration::from_millis).ok_or_else(malformed)
 }
 
 /// An octal mode string such as "0777"; a string so that TOML cannot read it as decimal.
@@ -432,7 +334,7 @@ impl<'de> Deserialize<'de> for Flag {
                 Ok(Flag(value))
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<Flag, E> {
-                let expanded = expand_from_environment(value).map_err(E::custom)?;
+                let expanded = expand::from_environment(value).map_err(E::custom)?;
                 match expanded.trim().to_ascii_lowercase().as_str() {
                     "true" | "1" | "yes" => Ok(Flag(true)),
                     "false" | "0" | "no" => Ok(Flag(false)),
@@ -465,6 +367,7 @@ struct RawSetup {
     command: Option<Spanned<Argv>>,
     env: Option<Spanned<BTreeMap<EnvName, Text>>>,
     workdir: Option<Spanned<Text>>,
+    timeout: Option<Spanned<ConfigDuration>>,
 }
 
 #[derive(Deserialize)]
@@ -655,6 +558,10 @@ impl RawSetup {
                 if let Some(workdir) = self.workdir {
                     return Err(misplaced(workdir.span(), "workdir", "mkdir"));
                 }
+                // mkdir runs inside the launcher and cannot hang the way a command can.
+                if let Some(timeout) = self.timeout {
+                    return Err(misplaced(timeout.span(), "timeout", "mkdir"));
+                }
                 let path = path.into_inner().0;
                 if path.is_empty() {
                     return Err(Located {
@@ -669,7 +576,21 @@ impl RawSetup {
                     return Err(misplaced(mode.span(), "mode", "command"));
                 }
                 let env = self.env.map(Spanned::into_inner).unwrap_or_default();
-                SetupAction::Run(launch(command.into_inner(), env, self.workdir.map(Spanned::into_inner)))
+                let timeout = match self.timeout {
+                    None => DEFAULT_STEP_TIMEOUT,
+                    Some(timeout) if timeout.get_ref().0.is_zero() => {
+                        return Err(Located {
+                            span: timeout.span(),
+                            message: format!(
+                                "setup step `{name}`: `timeout` must be more than 0 (the default is {})",
+                                DisplayDuration(DEFAULT_STEP_TIMEOUT)
+                            ),
+                        })
+                    }
+                    Some(timeout) => timeout.into_inner().0,
+                };
+                let launch = launch(command.into_inner(), env, self.workdir.map(Spanned::into_inner));
+                SetupAction::Run { launch, timeout }
             }
         };
         Ok(SetupStep { name, action })
@@ -712,55 +633,6 @@ impl RawReady {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lookup(name: &str) -> Option<String> {
-        match name {
-            "HOME" => Some("/root".into()),
-            "EMPTY" => Some(String::new()),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn expands_set_variables_and_defaults() {
-        assert_eq!(expand("${HOME}/x", &lookup).unwrap(), "/root/x");
-        assert_eq!(expand("${UNSET:-/tmp/metrics}", &lookup).unwrap(), "/tmp/metrics");
-        assert_eq!(expand("${HOME:-/other}", &lookup).unwrap(), "/root");
-        assert_eq!(expand("${EMPTY:-fallback}", &lookup).unwrap(), "fallback");
-        assert_eq!(expand("${EMPTY}", &lookup).unwrap(), "");
-        assert_eq!(expand("${UNSET:-}", &lookup).unwrap(), "");
-        assert_eq!(expand("a${UNSET:-${HOME}}b", &lookup).unwrap(), "a/rootb");
-        assert_eq!(expand("${UNSET:-x}${UNSET:-y}", &lookup).unwrap(), "xy");
-    }
-
-    #[test]
-    fn double_dollar_is_a_literal_dollar() {
-        assert_eq!(expand("$$HOME costs $$5", &lookup).unwrap(), "$HOME costs $5");
-        assert_eq!(expand("${UNSET:-$$}", &lookup).unwrap(), "$");
-        assert_eq!(expand("ends with $", &lookup).unwrap(), "ends with $");
-        assert_eq!(expand("no references", &lookup).unwrap(), "no references");
-    }
-
-    #[test]
-    fn rejects_unset_variables_and_bad_references() {
-        let unset = expand("${DATABASE_URL}", &lookup).unwrap_err();
-        assert!(unset.contains("DATABASE_URL is not set"), "{unset}");
-        assert!(expand("${HOME", &lookup).unwrap_err().contains("unclosed"));
-        assert!(expand("${1BAD}", &lookup).unwrap_err().contains("not a variable reference"));
-        assert!(expand("$HOME", &lookup).unwrap_err().contains("${HOME}"));
-    }
-
-    #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("8s").unwrap(), Duration::from_secs(8));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        for bad in ["", "8", "s", "8 s", "1.5s", "-1s", "8sec"] {
-            assert!(parse_duration(bad).unwrap_err().contains("malformed duration"), "{bad}");
-        }
-        assert_eq!(DisplayDuration(Duration::from_millis(1500)).to_string(), "1500ms");
-        assert_eq!(DisplayDuration(Duration::from_secs(120)).to_string(), "2m");
-    }
 
     #[test]
     fn orders_services_after_their_dependencies() {
@@ -805,5 +677,25 @@ mod tests {
         .unwrap();
         assert!(!config.services[0].enabled);
         assert!(config.services[1].enabled);
+    }
+
+    #[test]
+    fn setup_commands_have_a_finite_timeout() {
+        let config = parse(
+            "[[setup]]\nname = \"a\"\ncommand = [\"a\"]\n[[setup]]\nname = \"b\"\ncommand = [\"b\"]\ntimeout = \"2s\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        let timeouts: Vec<Duration> = config
+            .setup
+            .iter()
+            .map(|step| match step.action {
+                SetupAction::Run { timeout, .. } => timeout,
+                SetupAction::Mkdir { .. } => panic!("a command step"),
+            })
+            .collect();
+        assert_eq!(timeouts, [DEFAULT_STEP_TIMEOUT, Duration::from_secs(2)]);
+        let error = parse("[[setup]]\nname = \"a\"\ncommand = [\"a\"]\ntimeout = \"0s\"\n", "x.toml").unwrap_err();
+        assert!(error.starts_with("x.toml:4:11: setup step `a`: `timeout` must be more than 0"), "{error}");
     }
 }

@@ -10,9 +10,20 @@ macro_rules! log {
     }};
 }
 
+// One file per concern. Imports only go down this list of layers, never up nor in a circle:
+//   supervise          the event loop: steps, services, reaping, forwarding, the stop
+//   child, notify      starting one process; its notify socket
+//   config             the TOML plan
+//   probe              TCP/HTTP checks (readiness, `launcher probe`)
+//   signals, procfs, duration, expand   leaves: signal plumbing, /proc, "8s", ${VAR}
+// main uses supervise, config, probe and duration.
+mod child;
 mod config;
+mod duration;
+mod expand;
 mod notify;
 mod probe;
+mod procfs;
 mod signals;
 mod supervise;
 
@@ -36,8 +47,9 @@ usage:
   launcher --help | --version
 
 The config defaults to $LAUNCHER_CONFIG, else /etc/launcher.toml.
-Exit codes: the code of the service that stopped everything (128+N for signal N); 0 after
-SIGTERM/SIGINT; 1 for the launcher's own failures. probe exits 0 (healthy) or 1, never 2.
+Exit codes: the code of the first failing service (128+N for signal N), or of a failing setup
+step; 124 when a setup step times out; 0 after SIGTERM/SIGINT (a second one kills everything at
+once); 1 for the launcher's own failures. probe exits 0 (healthy) or 1, never 2.
 ";
 
 #[derive(Debug, PartialEq)]
@@ -151,7 +163,7 @@ fn parse_probe(args: &[String]) -> Result<Mode, String> {
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         if let Some(value) = option_value("timeout", arg, &mut rest)? {
-            timeout = config::parse_duration(value).map_err(|why| format!("--timeout: {why}"))?;
+            timeout = duration::parse(value).map_err(|why| format!("--timeout: {why}"))?;
             if timeout.is_zero() {
                 return Err("--timeout must be more than 0".into());
             }

@@ -7,6 +7,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::duration::DisplayDuration;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     Tcp { host: String, port: u16 },
@@ -183,9 +185,7 @@ pub fn run_cli(url: &str, timeout: Duration) -> i32 {
         }
     };
     let message: &'static mut [u8] =
-        format!("launcher: unhealthy: {target}: no answer within {}\n", crate::config::DisplayDuration(timeout))
-            .into_bytes()
-            .leak();
+        format!("launcher: unhealthy: {target}: no answer within {}\n", DisplayDuration(timeout)).into_bytes().leak();
     WATCHDOG_MESSAGE_LEN.store(message.len(), Ordering::SeqCst);
     WATCHDOG_MESSAGE.store(message.as_mut_ptr(), Ordering::SeqCst);
     if let Err(err) = arm_watchdog(timeout) {

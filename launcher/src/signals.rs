@@ -40,6 +40,12 @@ impl SignalFd {
         let set = handled_set()?;
         // SAFETY: plain syscalls on a valid, initialised sigset; the fd is owned right away.
         unsafe {
+            // An inherited SIG_IGN for SIGCHLD makes the kernel reap children on its own, and
+            // waitpid would never see an exit status. (Blocked signals are queued for the
+            // signalfd whatever their disposition, so the forwarded ones need no reset.)
+            if libc::signal(libc::SIGCHLD, libc::SIG_DFL) == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
             check(libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
             let fd = check(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))?;
             Ok(SignalFd(OwnedFd::from_raw_fd(fd)))
@@ -76,32 +82,71 @@ impl AsFd for SignalFd {
     }
 }
 
-/// Runs in the forked child before exec: default dispositions and an empty mask, so that the
-/// service sees signals as if it had been started by a shell. With `take_terminal` the child's
-/// process group becomes the terminal's foreground group (interactive `launcher -- CMD`).
-/// Only async-signal-safe calls: this runs between fork and exec.
-pub fn reset_in_child(take_terminal: bool) -> io::Result<()> {
-    // SAFETY: signal, sigprocmask, isatty, tcsetpgrp and getpid are async-signal-safe.
-    unsafe {
-        for signal in FORWARDED.into_iter().chain([libc::SIGCHLD, libc::SIGPIPE]) {
-            if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+/// Prepared before fork what the child needs to reset its signals: libc's SIGRTMAX is a function,
+/// and between fork and exec only async-signal-safe calls may run.
+#[derive(Clone, Copy)]
+pub struct ChildSignals {
+    last_signal: c_int,
+    take_terminal: bool,
+}
+
+impl ChildSignals {
+    /// With `take_terminal` the child's process group becomes the terminal's foreground group
+    /// (interactive `launcher -- CMD`).
+    pub fn new(take_terminal: bool) -> ChildSignals {
+        ChildSignals { last_signal: libc::SIGRTMAX(), take_terminal }
+    }
+
+    /// Runs in the forked child before exec: default dispositions for every signal and an empty
+    /// mask: the state a program expects when an interactive shell starts it.
+    /// Handlers are reset by exec anyway, but an ignored signal stays ignored across exec: the
+    /// launcher's own (Rust ignores SIGPIPE) and whatever its parent ignored (`nohup`, a shell's
+    /// background job ignoring SIGINT and SIGQUIT) would otherwise reach the service.
+    /// Only async-signal-safe calls: this runs between fork and exec.
+    pub fn reset_in_child(self) -> io::Result<()> {
+        // The raw syscall, not libc's sigaction: glibc and musl refuse to touch the real-time
+        // signals they reserve for themselves (32 up to SIGRTMIN), which an ancestor may have
+        // ignored all the same. An all-zero kernel sigaction is SIG_DFL, no flags and an empty
+        // mask on every architecture; the buffer is larger than any architecture's struct.
+        let default_action = [0u64; 8];
+        let sigset_bytes = (self.last_signal as usize).div_ceil(8);
+        for signal in 1..=self.last_signal {
+            if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+                continue; // they cannot be ignored or caught, and the kernel refuses to change them
+            }
+            // SAFETY: rt_sigaction reads `default_action` (large enough) and writes nothing.
+            let result = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default_action.as_ptr(),
+                    std::ptr::null_mut::<libc::c_void>(),
+                    sigset_bytes,
+                )
+            };
+            if result != 0 {
                 return Err(io::Error::last_os_error());
             }
         }
-        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-        check(libc::sigemptyset(set.as_mut_ptr()))?;
-        if take_terminal && libc::isatty(libc::STDIN_FILENO) == 1 {
-            // A background group calling tcsetpgrp gets SIGTTOU unless it is blocked.
-            let mut ttou = MaybeUninit::<libc::sigset_t>::uninit();
-            check(libc::sigemptyset(ttou.as_mut_ptr()))?;
-            check(libc::sigaddset(ttou.as_mut_ptr(), libc::SIGTTOU))?;
-            check(libc::sigprocmask(libc::SIG_BLOCK, ttou.as_ptr(), std::ptr::null_mut()))?;
-            // Without the terminal the command still runs, it just cannot read it: not worth failing.
-            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+        // SAFETY: sigemptyset, sigaddset, sigprocmask, isatty, tcsetpgrp and getpid are
+        // async-signal-safe, and every set is initialised before use.
+        unsafe {
+            let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+            check(libc::sigemptyset(set.as_mut_ptr()))?;
+            if self.take_terminal && libc::isatty(libc::STDIN_FILENO) == 1 {
+                // A background group calling tcsetpgrp gets SIGTTOU unless it is blocked.
+                let mut ttou = MaybeUninit::<libc::sigset_t>::uninit();
+                check(libc::sigemptyset(ttou.as_mut_ptr()))?;
+                check(libc::sigaddset(ttou.as_mut_ptr(), libc::SIGTTOU))?;
+                check(libc::sigprocmask(libc::SIG_BLOCK, ttou.as_ptr(), std::ptr::null_mut()))?;
+                // Without the terminal the command still runs, it just cannot read it: not worth failing.
+                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+            }
+            // Everything unblocked: the launcher's blocked set, and whatever it inherited blocked.
+            check(libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()))?;
         }
-        check(libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()))?;
+        Ok(())
     }
-    Ok(())
 }
 
 /// kill(2): `target` is a pid, or a process group when negative. A process that is already

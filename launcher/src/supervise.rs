@@ -3,24 +3,31 @@
 //!
 //! Everything runs in one thread around one `poll`: on the signalfd (forwarded signals and
 //! SIGCHLD) and on the services' notify sockets, which stay open and drained for as long as the
-//! launcher runs (a service that notifies at shutdown too must not see an error or block). Only `reap` calls `waitpid`,
-//! always as `waitpid(-1, WNOHANG)`, and maps pids to what it started; orphans reparented to the
-//! launcher (PID 1, or a child subreaper otherwise) are reaped by the same loop.
+//! launcher runs (a service that notifies at shutdown too must not see an error or block). Only
+//! `reap` calls `waitpid`, always as `waitpid(-1, WNOHANG)`, and maps pids to what it started;
+//! orphans reparented to the launcher (PID 1, or a child subreaper otherwise) are reaped by the
+//! same loop.
+//!
+//! Signals go only to targets that cannot have been recycled: the pid (or process group, the same
+//! number) of a step or service not reaped yet, a child of the launcher not reaped yet, or, as
+//! PID 1, every process of the namespace with kill(-1).
 
+use std::fs;
 use std::io;
 use std::iter;
+use std::mem;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-use std::{fmt, fs};
 
 use libc::{c_int, pid_t};
 
-use crate::config::{Config, DisplayDuration, Launch, ReadyCheck, Service, SetupAction, SetupStep};
+use crate::child::{self, Child, Status};
+use crate::config::{Config, Launch, ReadyCheck, Service, SetupAction, SetupStep};
+use crate::duration::DisplayDuration;
 use crate::notify::NotifySocket;
+use crate::procfs;
 use crate::signals::{self, SignalFd};
 
 const PROBE_INTERVAL: Duration = Duration::from_millis(100);
@@ -29,6 +36,11 @@ const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Once the grace period is over, SIGKILL is repeated this often: a killed process's own
 /// children are reparented to the launcher only as it dies.
 const KILL_INTERVAL: Duration = Duration::from_millis(100);
+/// While orphans are being stopped, a subreaper lists its children this often: a process
+/// reparented to it (its parent just exited) arrives without any signal, and must get SIGTERM too.
+const ORPHAN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
+/// The launcher's exit code when a setup step outlives its timeout, as timeout(1) exits.
+const STEP_TIMEOUT_EXIT_CODE: i32 = 124;
 
 /// Runs `config` to the end and returns the launcher's exit code. `take_terminal` hands the
 /// terminal (if stdin is one) to the service, for the interactive `launcher -- CMD`.
@@ -46,9 +58,13 @@ pub fn run(config: &Config, take_terminal: bool) -> i32 {
         signals,
         take_terminal,
         running: Vec::new(),
-        groups: Vec::new(),
         exited: Vec::new(),
+        started: 0,
         stop_request: None,
+        stop_signals: 0,
+        stopping: false,
+        kill_now: false,
+        terminated: Vec::new(),
         notify_sockets: Vec::new(),
         descendants_left: false,
         warned_about_proc: false,
@@ -77,39 +93,6 @@ fn is_pid_one() -> bool {
     std::process::id() == 1
 }
 
-#[derive(Clone, Copy)]
-enum Status {
-    Exited(i32),
-    Killed(c_int),
-}
-
-impl Status {
-    fn from_wait(raw: c_int) -> Status {
-        if libc::WIFSIGNALED(raw) {
-            Status::Killed(libc::WTERMSIG(raw))
-        } else {
-            Status::Exited(libc::WEXITSTATUS(raw))
-        }
-    }
-
-    /// The shell's convention, which container runtimes follow: 128+N for signal N.
-    fn exit_code(self) -> i32 {
-        match self {
-            Status::Exited(code) => code,
-            Status::Killed(signal) => 128 + signal,
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Status::Exited(code) => write!(f, "exit code {code}"),
-            Status::Killed(signal) => write!(f, "killed by {}", signals::name(*signal)),
-        }
-    }
-}
-
 /// Why everything stops: the launcher's exit code, and the signal that asks each process to stop.
 struct Shutdown {
     exit_code: i32,
@@ -126,33 +109,10 @@ impl Shutdown {
     }
 }
 
-/// A process the launcher started and has not reaped yet.
-struct Child {
-    pid: pid_t,
-    label: String,
-    signal_group: bool,
-}
-
-impl Child {
-    fn signal(&self, signal: c_int) {
-        let target = if self.signal_group { -self.pid } else { self.pid };
-        if let Err(err) = signals::kill(target, signal) {
-            log!("cannot send {} to {}: {err}", signals::name(signal), self.label);
-        }
-    }
-}
-
+/// A step or service reaped, not yet looked at.
 struct Exit {
     child: Child,
     status: Status,
-}
-
-impl Exit {
-    fn stops_everything(self, others_running: bool) -> Shutdown {
-        let then = if others_running { ": stopping the others" } else { "" };
-        log!("{} exited on its own ({}){then}", self.child.label, self.status);
-        Shutdown::with_code(self.status.exit_code())
-    }
 }
 
 enum Progress {
@@ -171,6 +131,8 @@ enum Pending {
 struct Notify {
     service: usize,
     socket: NotifySocket,
+    /// The service's main pid until it is reaped: only its process tree may notify.
+    main_pid: Option<pid_t>,
     ready: bool,
 }
 
@@ -178,13 +140,22 @@ struct Supervisor<'a> {
     config: &'a Config,
     signals: SignalFd,
     take_terminal: bool,
-    /// In start order, so that the shutdown can walk it backwards.
+    /// Steps and services not reaped yet, in start order, so that the shutdown can walk it backwards.
     running: Vec<Child>,
-    /// Every process group the launcher created, for the SIGKILL at the end of the grace period.
-    groups: Vec<pid_t>,
-    /// Reaped, not yet looked at.
+    /// Reaped, not yet looked at, in reap order.
     exited: Vec<Exit>,
+    /// How many steps and services were started: the next one's sequence number.
+    started: usize,
+    /// The first SIGTERM or SIGINT, which asks for the stop.
     stop_request: Option<c_int>,
+    /// SIGTERMs and SIGINTs received: the second one ends the grace period at once.
+    stop_signals: u32,
+    /// The stop is under way (whatever started it).
+    stopping: bool,
+    /// A second SIGTERM or SIGINT came: SIGKILL everything now.
+    kill_now: bool,
+    /// Children sent SIGTERM as orphans during the stop, each once; a pid leaves it when reaped.
+    terminated: Vec<pid_t>,
     notify_sockets: Vec<Notify>,
     /// False once waitpid has said ECHILD: no descendant is left.
     descendants_left: bool,
@@ -224,8 +195,10 @@ impl Supervisor<'_> {
                 }
             }
         }
+        // Before `reap`: a service that notified and exited is still a zombie, and its pid still its own.
+        let services = &self.config.services;
         for notify in &mut self.notify_sockets {
-            match notify.socket.ready() {
+            match notify.socket.read(&services[notify.service].name, notify.main_pid) {
                 Ok(ready) => notify.ready |= ready,
                 Err(err) => log!("reading the notify socket {} failed: {err}", notify.socket.address()),
             }
@@ -234,16 +207,25 @@ impl Supervisor<'_> {
     }
 
     fn on_signal(&mut self, signal: c_int) {
-        if matches!(signal, libc::SIGTERM | libc::SIGINT) {
-            // `stop` forwards it to each process in reverse start order.
-            if self.stop_request.is_none() {
-                log!("received {}: stopping", signals::name(signal));
-                self.stop_request = Some(signal);
+        if !matches!(signal, libc::SIGTERM | libc::SIGINT) {
+            for child in &self.running {
+                child.signal(signal);
             }
             return;
         }
-        for child in &self.running {
-            child.signal(signal);
+        // `stop` forwards the first one to each process in reverse start order.
+        let name = signals::name(signal);
+        self.stop_signals += 1;
+        if self.stop_signals >= 2 {
+            if !self.kill_now {
+                log!("received {name} again: killing everything now");
+                self.kill_now = true;
+            }
+        } else if self.stopping {
+            log!("received {name}: already stopping (a second SIGTERM or SIGINT kills everything at once)");
+        } else {
+            log!("received {name}: stopping (a second SIGTERM or SIGINT kills everything at once)");
+            self.stop_request = Some(signal);
         }
     }
 
@@ -265,6 +247,13 @@ impl Supervisor<'_> {
                 }
                 return;
             }
+            // Reaped, the pid may be reused: nothing may signal it, nor trust it as a sender.
+            self.terminated.retain(|&terminated| terminated != pid);
+            for notify in &mut self.notify_sockets {
+                if notify.main_pid == Some(pid) {
+                    notify.main_pid = None;
+                }
+            }
             // Any other pid is an orphan reparented to the launcher: reaping it is all there is to do.
             if let Some(index) = self.running.iter().position(|child| child.pid == pid) {
                 let child = self.running.remove(index);
@@ -277,49 +266,22 @@ impl Supervisor<'_> {
         &mut self,
         launch: &Launch,
         label: String,
-        signal_group: bool,
+        whole_group: bool,
         notify: Option<&NotifySocket>,
-    ) -> Result<(), Shutdown> {
-        let mut command = Command::new(&launch.argv[0]);
-        // Its own process group, so that the final SIGKILL reaches the service's workers too.
-        command.args(&launch.argv[1..]).envs(&launch.env).process_group(0);
-        match notify {
-            Some(socket) => command.env("NOTIFY_SOCKET", socket.address()),
-            // An inherited NOTIFY_SOCKET belongs to whoever started the launcher.
-            None => command.env_remove("NOTIFY_SOCKET"),
+    ) -> Result<pid_t, Shutdown> {
+        let options = child::Options {
+            label,
+            whole_group,
+            sequence: self.started,
+            notify_socket: notify.map(NotifySocket::address),
+            take_terminal: self.take_terminal,
         };
-        if let Some(dir) = &launch.workdir {
-            command.current_dir(dir);
-        }
-        let take_terminal = self.take_terminal;
-        // SAFETY: reset_in_child only makes async-signal-safe calls.
-        unsafe {
-            command.pre_exec(move || signals::reset_in_child(take_terminal));
-        }
-        match command.spawn() {
-            Ok(handle) => {
-                // The handle is dropped without a wait: `reap` owns every wait.
-                let pid = handle.id() as pid_t;
-                log!("started {label} (pid {pid})");
-                self.groups.push(pid);
-                self.running.push(Child { pid, label, signal_group });
-                self.descendants_left = true;
-                Ok(())
-            }
-            Err(err) => {
-                match launch.workdir.as_ref().filter(|dir| !dir.is_dir()) {
-                    Some(dir) => log!("{label}: cannot start: its workdir {} is not a directory", dir.display()),
-                    None => log!("{label}: cannot start `{}`: {err}", launch.argv[0]),
-                }
-                // A shell's codes for "not found" and "not executable".
-                let code = match err.kind() {
-                    io::ErrorKind::NotFound => 127,
-                    io::ErrorKind::PermissionDenied => 126,
-                    _ => 1,
-                };
-                Err(Shutdown::with_code(code))
-            }
-        }
+        self.started += 1;
+        let child = child::spawn(launch, options).map_err(Shutdown::with_code)?;
+        let pid = child.pid;
+        self.running.push(child);
+        self.descendants_left = true;
+        Ok(pid)
     }
 
     fn start(&mut self) -> Result<(), Shutdown> {
@@ -343,32 +305,49 @@ impl Supervisor<'_> {
                     Err(Shutdown::with_code(1))
                 }
             },
-            SetupAction::Run(launch) => {
-                self.spawn(launch, label.clone(), false, None)?;
-                let pid = self.running.last().map(|child| child.pid);
-                match self.wait_for(pid)? {
-                    Status::Exited(0) => {
+            SetupAction::Run { launch, timeout } => {
+                let pid = self.spawn(launch, label.clone(), false, None)?;
+                match self.wait_for(pid, Instant::now() + *timeout)? {
+                    Some(Status::Exited(0)) => {
                         log!("{label} done");
                         Ok(())
                     }
-                    status => {
+                    Some(status) => {
                         log!("{label} failed ({status}): not starting the services");
                         Err(Shutdown::with_code(status.exit_code()))
+                    }
+                    None => {
+                        log!(
+                            "{label} did not finish within its timeout of {}: stopping its process group; \
+                             not starting the services",
+                            DisplayDuration(*timeout)
+                        );
+                        // The whole group: a step is often a wrapper around the program that hangs.
+                        // `stop` then gives it the grace period, and SIGKILL.
+                        if let Some(child) = self.running.iter_mut().find(|child| child.pid == pid) {
+                            child.signal_group(libc::SIGTERM);
+                            child.asked_to_stop = true;
+                        }
+                        Err(Shutdown::with_code(STEP_TIMEOUT_EXIT_CODE))
                     }
                 }
             }
         }
     }
 
-    fn wait_for(&mut self, pid: Option<pid_t>) -> Result<Status, Shutdown> {
+    /// The status of `pid` once it is reaped, or None at `deadline`.
+    fn wait_for(&mut self, pid: pid_t, deadline: Instant) -> Result<Option<Status>, Shutdown> {
         loop {
-            if let Some(index) = self.exited.iter().position(|exit| Some(exit.child.pid) == pid) {
-                return Ok(self.exited.remove(index).status);
+            if let Some(index) = self.exited.iter().position(|exit| exit.child.pid == pid) {
+                return Ok(Some(self.exited.remove(index).status));
             }
             if let Some(signal) = self.stop_request {
                 return Err(Shutdown::requested(signal));
             }
-            self.pump(None);
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            self.pump(Some(deadline));
         }
     }
 
@@ -432,8 +411,8 @@ impl Supervisor<'_> {
             if let Some(signal) = self.stop_request {
                 return Err(Shutdown::requested(signal));
             }
-            if let Some(exit) = self.exited.pop() {
-                return Err(exit.stops_everything(!self.running.is_empty()));
+            if let Some(shutdown) = self.exits_stop_everything() {
+                return Err(shutdown);
             }
         }
     }
@@ -450,8 +429,8 @@ impl Supervisor<'_> {
                     log!("{label}: cannot create its notify socket: {err}");
                     Shutdown::with_code(1)
                 })?;
-                self.spawn(&service.launch, label, service.signal_process_group, Some(&socket))?;
-                self.notify_sockets.push(Notify { service: index, socket, ready: false });
+                let pid = self.spawn(&service.launch, label, service.signal_process_group, Some(&socket))?;
+                self.notify_sockets.push(Notify { service: index, socket, main_pid: Some(pid), ready: false });
                 Pending::Notify
             }
             ReadyCheck::Probe(_) => {
@@ -481,8 +460,8 @@ impl Supervisor<'_> {
             if let Some(signal) = self.stop_request {
                 return Shutdown::requested(signal);
             }
-            if let Some(exit) = self.exited.pop() {
-                return exit.stops_everything(!self.running.is_empty());
+            if let Some(shutdown) = self.exits_stop_everything() {
+                return shutdown;
             }
             if self.running.is_empty() {
                 log!("no enabled service to supervise");
@@ -492,46 +471,124 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Stops every process, last started first, each waited for before the next (all within the
-    /// grace period); then whatever is left is killed. Returns once no descendant is left.
+    /// Services that exited on their own since the last look stop everything. The exit code is
+    /// the first failing one's (else 0): in reap order, and among those reaped in one pass (which
+    /// exited before the launcher could look), in start order. Deterministic either way.
+    fn exits_stop_everything(&mut self) -> Option<Shutdown> {
+        if self.exited.is_empty() {
+            return None;
+        }
+        let mut exits = mem::take(&mut self.exited);
+        exits.sort_by_key(|exit| exit.child.sequence);
+        let decisive = exits.iter().position(|exit| exit.status.exit_code() != 0).unwrap_or(0);
+        for (index, exit) in exits.iter().enumerate() {
+            let then = if index == decisive && !self.running.is_empty() { ": stopping the others" } else { "" };
+            log!("{} exited on its own ({}){then}", exit.child.label, exit.status);
+        }
+        let decisive = &exits[decisive];
+        let code = decisive.status.exit_code();
+        if exits.len() > 1 && code != 0 {
+            let label = &decisive.child.label;
+            log!("{} services exited at once: exiting with the code of {label}, the first to fail", exits.len());
+        }
+        Some(Shutdown::with_code(code))
+    }
+
+    /// Stops every process, last started first, each waited for before the next; then the
+    /// orphans; all within the grace period, which a second SIGTERM or SIGINT cuts short. Then
+    /// whatever is left is killed. Returns once no descendant is left.
     fn stop(mut self, shutdown: Shutdown) -> i32 {
+        self.stopping = true;
         let grace = self.config.grace_period;
         let deadline = Instant::now() + grace;
         self.report_exits();
         let last_started_first: Vec<pid_t> = self.running.iter().rev().map(|child| child.pid).collect();
         for pid in last_started_first {
-            let Some(child) = self.running.iter().find(|child| child.pid == pid) else { continue };
-            child.signal(shutdown.signal);
-            while self.running.iter().any(|child| child.pid == pid) && Instant::now() < deadline {
+            if !self.in_grace(deadline) {
+                break;
+            }
+            let Some(child) = self.running.iter_mut().find(|child| child.pid == pid) else { continue };
+            if !child.asked_to_stop {
+                child.signal(shutdown.signal);
+                child.asked_to_stop = true;
+            }
+            while self.running.iter().any(|child| child.pid == pid) && self.in_grace(deadline) {
                 self.pump(Some(deadline));
                 self.report_exits();
             }
         }
         self.reap();
-        if self.descendants_left && Instant::now() < deadline {
-            // Orphans of the services, reparented to the launcher: they get the same chance.
-            self.signal_descendants(libc::SIGTERM);
-            while self.descendants_left && Instant::now() < deadline {
-                self.pump(Some(deadline));
-                self.report_exits();
-            }
+        if self.descendants_left && self.in_grace(deadline) {
+            self.stop_orphans(deadline);
         }
         if self.descendants_left {
-            let labels: Vec<&str> = self.running.iter().map(|child| child.label.as_str()).collect();
-            let what = if labels.is_empty() { "the orphaned processes left".to_owned() } else { labels.join(", ") };
-            log!("grace period of {} is over: killing {what}", DisplayDuration(grace));
-            while self.descendants_left {
-                for &group in &self.groups {
-                    if let Err(err) = signals::kill(-group, libc::SIGKILL) {
-                        log!("cannot kill process group {group}: {err}");
-                    }
-                }
-                self.signal_descendants(libc::SIGKILL);
-                self.pump(Some(Instant::now() + KILL_INTERVAL));
-                self.report_exits();
-            }
+            self.kill_everything(grace);
         }
         shutdown.exit_code
+    }
+
+    fn in_grace(&self, deadline: Instant) -> bool {
+        !self.kill_now && Instant::now() < deadline
+    }
+
+    /// Orphans of the services, reparented to the launcher, get SIGTERM and what is left of the
+    /// grace period. As PID 1, kill(-1) reaches every process of the namespace, reparented yet or
+    /// not. A subreaper can only name its children: it lists them again and again, so that a
+    /// process reparented to it later (when its parent exits) gets SIGTERM too, each one once.
+    fn stop_orphans(&mut self, deadline: Instant) {
+        let pid_one = is_pid_one();
+        if pid_one {
+            self.signal_descendants(libc::SIGTERM);
+        }
+        while self.descendants_left && self.in_grace(deadline) {
+            let wake_up = if pid_one {
+                deadline
+            } else {
+                self.terminate_new_children();
+                deadline.min(Instant::now() + ORPHAN_SCAN_INTERVAL)
+            };
+            self.pump(Some(wake_up));
+            self.report_exits();
+        }
+    }
+
+    /// SIGTERM to each child not sent it yet. Only the launcher reaps its children, so a pid it
+    /// has just listed is still that child's when it is signalled, never a stranger's.
+    fn terminate_new_children(&mut self) {
+        let children = match procfs::own_children() {
+            Ok(children) => children,
+            Err(err) => return self.cannot_list_children(&err),
+        };
+        for pid in children {
+            let asked_already = self.terminated.contains(&pid) || self.running.iter().any(|child| child.pid == pid);
+            if !asked_already {
+                if let Err(err) = signals::kill(pid, libc::SIGTERM) {
+                    log!("cannot send SIGTERM to process {pid}: {err}");
+                }
+                self.terminated.push(pid);
+            }
+        }
+    }
+
+    /// SIGKILL, repeated until no descendant is left: to the process groups of the steps and
+    /// services not reaped yet (their workers), and to every other child (or, as PID 1, every
+    /// process). Groups of processes already reaped are left alone: their ids may be anyone's now.
+    fn kill_everything(&mut self, grace: Duration) {
+        let labels: Vec<&str> = self.running.iter().map(|child| child.label.as_str()).collect();
+        let what = if labels.is_empty() { "the orphaned processes left".to_owned() } else { labels.join(", ") };
+        if self.kill_now {
+            log!("killing {what}");
+        } else {
+            log!("grace period of {} is over: killing {what}", DisplayDuration(grace));
+        }
+        while self.descendants_left {
+            for child in &self.running {
+                child.signal_group(libc::SIGKILL);
+            }
+            self.signal_descendants(libc::SIGKILL);
+            self.pump(Some(Instant::now() + KILL_INTERVAL));
+            self.report_exits();
+        }
     }
 
     fn report_exits(&mut self) {
@@ -550,20 +607,22 @@ impl Supervisor<'_> {
             }
             return;
         }
-        let pid = std::process::id();
-        match fs::read_to_string(format!("/proc/self/task/{pid}/children")) {
+        match procfs::own_children() {
             Ok(children) => {
-                for child in children.split_whitespace().filter_map(|pid| pid.parse::<pid_t>().ok()) {
+                for child in children {
                     if let Err(err) = signals::kill(child, signal) {
                         log!("cannot send {} to process {child}: {err}", signals::name(signal));
                     }
                 }
             }
-            Err(err) if !self.warned_about_proc => {
-                self.warned_about_proc = true;
-                log!("cannot list the remaining processes ({err}): waiting for them to exit");
-            }
-            Err(_) => {}
+            Err(err) => self.cannot_list_children(&err),
+        }
+    }
+
+    fn cannot_list_children(&mut self, err: &io::Error) {
+        if !self.warned_about_proc {
+            self.warned_about_proc = true;
+            log!("cannot list the remaining processes ({err}): waiting for them to exit");
         }
     }
 }

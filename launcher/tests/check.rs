@@ -181,3 +181,25 @@ fn unset_variables_are_named() {
 fn toml_syntax_errors_are_located() {
     assert_rejected("[[service]]\nname = \"a\n", "2:10", "invalid basic string");
 }
+
+#[test]
+fn setup_step_timeouts_are_checked_and_printed() {
+    let config = "[[setup]]\nname = \"migrations\"\ncommand = [\"flask\", \"db\", \"upgrade\"]\n\
+                  [[setup]]\nname = \"warm-up\"\ncommand = [\"true\"]\ntimeout = \"30s\"\n";
+    let (code, stdout, stderr, _) = check(config, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("  1. migrations: flask db upgrade\n     timeout: 5m\n"), "the default:\n{stdout}");
+    assert!(stdout.contains("  2. warm-up: true\n     timeout: 30s\n"), "{stdout}");
+
+    assert_rejected(
+        "[[setup]]\nname = \"m\"\ncommand = [\"true\"]\ntimeout = \"0s\"\n",
+        "4:11",
+        "setup step `m`: `timeout` must be more than 0 (the default is 5m)",
+    );
+    assert_rejected("[[setup]]\nname = \"m\"\ncommand = [\"true\"]\ntimeout = \"5\"\n", "4:11", "malformed duration");
+    assert_rejected(
+        "[[setup]]\nname = \"d\"\nmkdir = \"/tmp/x\"\ntimeout = \"1s\"\n",
+        "4:11",
+        "`timeout` does not apply to a mkdir step",
+    );
+}

@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{free_port, Scratch};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+use common::{free_port, Mode, Scratch};
 
 /// A dependent service that writes "yes" or "no" to DIR/seen: did `marker` exist when it started?
 fn dependent(scratch: &Scratch, marker: &str) -> String {
@@ -20,7 +23,11 @@ fn dependent(scratch: &Scratch, marker: &str) -> String {
 }
 
 fn assert_dependent_waited(scratch: &Scratch, config: &str) {
-    let mut running = scratch.start(config);
+    assert_dependent_waited_in(Mode::Subreaper, scratch, config);
+}
+
+fn assert_dependent_waited_in(mode: Mode, scratch: &Scratch, config: &str) {
+    let mut running = scratch.start_in(mode, config);
     scratch.wait_for_file("seen");
     assert_eq!(scratch.read("seen"), "yes\n", "the dependent started before its dependency was ready");
     running.signal(libc::SIGTERM);
@@ -201,4 +208,85 @@ fn a_readiness_timeout_stops_what_started_and_fails() {
     assert!(stderr.contains("launcher: service `silent` did not become ready within 1s"), "{stderr}");
     assert_eq!(scratch.read("stopped"), "first\n", "the started service was stopped");
     assert!(!scratch.path("never-started").exists());
+}
+
+in_both_modes!(ready_from_a_descendant_of_the_service_counts, ready_from_another_process_is_ignored);
+
+/// The service's main process is a shell; READY=1 comes from its child (gunicorn's workers are
+/// its children too, and libsystemd may notify from any thread or child).
+fn ready_from_a_descendant_of_the_service_counts(mode: Mode) {
+    let scratch = Scratch::new("ready-descendant");
+    let dir = scratch.display();
+    let config = format!(
+        r#"
+        grace_period = "30s"
+        [[service]]
+        name = "dependency"
+        command = ["sh", "-c", "python3 {dir}/service.py notifier {dir} & wait"]
+        env = {{ SERVICE_DELAY = "0.5" }}
+        ready = {{ notify = true, timeout = "60s" }}
+        {}"#,
+        dependent(&scratch, "notifier.ready")
+    );
+    assert_dependent_waited_in(mode, &scratch, &config);
+    assert!(!scratch.stderr().contains("ignoring notify messages"), "{}", scratch.stderr());
+}
+
+/// Another service of the same launcher, and the test itself (outside the launcher's tree, and
+/// outside its PID namespace as PID 1), send READY=1 to a silent service's socket: both are
+/// ignored, with one message, and the readiness check times out.
+fn ready_from_another_process_is_ignored(mode: Mode) {
+    let scratch = Scratch::new("ready-stranger");
+    let dir = scratch.display();
+    scratch.write(
+        "impostor.py",
+        "import os, socket, sys, time\n\
+         path = os.path.join(sys.argv[1], 'address')\n\
+         while not os.path.exists(path):\n\
+         \x20   time.sleep(0.02)\n\
+         address = open(path).read().strip()\n\
+         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         for _ in range(3):\n\
+         \x20   notify.sendto(b'READY=1\\n', '\\0' + address[1:])\n\
+         \x20   time.sleep(0.05)\n\
+         open(os.path.join(sys.argv[1], 'impostor-sent'), 'w').close()\n\
+         time.sleep(1000)\n",
+    );
+    scratch.write(
+        "silent.sh",
+        "echo \"$NOTIFY_SOCKET\" > \"$1/address.tmp\"\nmv \"$1/address.tmp\" \"$1/address\"\nexec sleep 1000\n",
+    );
+    let mut running = scratch.start_in(
+        mode,
+        &format!(
+            r#"
+            grace_period = "30s"
+            [[service]]
+            name = "impostor"
+            command = ["python3", "{dir}/impostor.py", "{dir}"]
+
+            [[service]]
+            name = "silent"
+            command = ["sh", "{dir}/silent.sh", "{dir}"]
+            after = ["impostor"]
+            ready = {{ notify = true, timeout = "5s" }}
+            "#
+        ),
+    );
+    scratch.wait_for_file("address");
+    let address = scratch.read("address");
+    let name = address.trim().strip_prefix('@').expect("an abstract address");
+    let test = UnixDatagram::unbound().expect("a datagram socket");
+    test.send_to_addr(b"READY=1\n", &SocketAddr::from_abstract_name(name.as_bytes()).expect("an abstract name"))
+        .expect("send READY=1 from the test");
+    let status = running.wait();
+    let stderr = scratch.stderr();
+
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(scratch.path("impostor-sent").exists(), "{stderr}");
+    assert!(stderr.contains("launcher: service `silent` did not become ready within 5s"), "{stderr}");
+    let ignoring: Vec<&str> = stderr.lines().filter(|line| line.contains("ignoring notify messages")).collect();
+    assert_eq!(ignoring.len(), 1, "reported once:\n{stderr}");
+    assert!(ignoring[0].starts_with("launcher: service `silent`: ignoring notify messages from "), "{stderr}");
+    assert!(ignoring[0].contains("which is not the service (main pid "), "{stderr}");
 }

@@ -4,8 +4,9 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use common::{Scratch, LAUNCHER};
+use common::{Mode, Scratch, LAUNCHER};
 
 #[test]
 fn setup_steps_run_in_order_before_the_services() {
@@ -100,4 +101,90 @@ fn a_mkdir_step_that_fails_names_itself() {
     assert_eq!(running.wait().code(), Some(1));
     let stderr = scratch.stderr();
     assert!(stderr.contains("setup step `metrics-dir` failed: cannot create"), "{stderr}");
+}
+
+in_both_modes!(a_step_past_its_timeout_is_stopped_with_its_group, a_step_ignoring_sigterm_past_its_timeout_is_killed);
+
+/// The step's main process and a helper in its process group both handle SIGTERM: on the
+/// timeout, both get it, the services never start, and the launcher exits 124.
+fn a_step_past_its_timeout_is_stopped_with_its_group(mode: Mode) {
+    let scratch = Scratch::new("setup-timeout");
+    let dir = scratch.display();
+    scratch.write(
+        "hang.sh",
+        "dir=$1\n\
+         sh -c 'trap \"echo helper >> $0/stopped; exit 0\" TERM; touch $0/helper.ready; while :; do sleep 0.05; done' \"$dir\" &\n\
+         trap 'echo migration >> \"$dir/stopped\"; exit 0' TERM\n\
+         touch \"$dir/migration.ready\"\n\
+         while :; do sleep 0.05; done\n",
+    );
+    let started = Instant::now();
+    let mut running = scratch.start_in(
+        mode,
+        &format!(
+            r#"
+            grace_period = "30s"
+            [[setup]]
+            name = "hung-migration"
+            command = ["sh", "{dir}/hang.sh", "{dir}"]
+            timeout = "2s"
+
+            [[service]]
+            name = "web"
+            command = ["touch", "{dir}/service-ran"]
+            "#
+        ),
+    );
+    let status = running.wait();
+    let took = started.elapsed();
+    let stderr = scratch.stderr();
+
+    assert_eq!(status.code(), Some(124), "{stderr}");
+    assert!(
+        stderr.contains(
+            "launcher: setup step `hung-migration` did not finish within its timeout of 2s: stopping its process \
+             group; not starting the services"
+        ),
+        "{stderr}"
+    );
+    // The helper may record a second SIGTERM: once its parent is gone, it is an orphan, and the
+    // orphans' SIGTERM reaches it too (as PID 1, kill(-1) reaches everyone).
+    let mut stopped: Vec<String> = scratch.read("stopped").lines().map(str::to_owned).collect();
+    stopped.sort();
+    stopped.dedup();
+    assert_eq!(stopped, ["helper", "migration"], "both got SIGTERM\n{stderr}");
+    assert!(!scratch.path("service-ran").exists());
+    assert!(took >= Duration::from_secs(2), "stopped before its timeout: {took:?}");
+    assert!(took < Duration::from_secs(20), "it waited for the grace period: {took:?}\n{stderr}");
+    assert!(!stderr.contains("grace period of 30s is over"), "{stderr}");
+}
+
+/// A step that ignores SIGTERM gets the grace period after its timeout, then SIGKILL.
+fn a_step_ignoring_sigterm_past_its_timeout_is_killed(mode: Mode) {
+    let scratch = Scratch::new("setup-timeout-kill");
+    let dir = scratch.display();
+    let mut running = scratch.start_in(
+        mode,
+        &format!(
+            r#"
+            grace_period = "1s"
+            [[setup]]
+            name = "stuck"
+            command = ["sh", "-c", "trap '' TERM; touch {dir}/stuck.ready; while :; do sleep 0.05; done"]
+            timeout = "1s"
+
+            [[service]]
+            name = "web"
+            command = ["touch", "{dir}/service-ran"]
+            "#
+        ),
+    );
+    let status = running.wait();
+    let stderr = scratch.stderr();
+    assert_eq!(status.code(), Some(124), "{stderr}");
+    assert!(stderr.contains("setup step `stuck` did not finish within its timeout of 1s"), "{stderr}");
+    assert!(stderr.contains("launcher: grace period of 1s is over: killing setup step `stuck`"), "{stderr}");
+    assert!(stderr.contains("setup step `stuck` stopped (killed by SIGKILL)"), "{stderr}");
+    assert!(scratch.path("stuck.ready").exists());
+    assert!(!scratch.path("service-ran").exists());
 }

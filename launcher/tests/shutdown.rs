@@ -2,10 +2,13 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{parent_and_state, process_exists, run_launcher, wait_until, Scratch, LAUNCHER};
+use common::{
+    children, is_zombie, parent_and_state, process_exists, process_group, processes_with, run_launcher, wait_until,
+    Mode, Scratch, LAUNCHER,
+};
 
 #[test]
 fn sigterm_stops_services_in_reverse_order_and_exits_0_before_the_grace_period() {
@@ -197,4 +200,268 @@ fn exec_mode_stops_its_command_on_sigterm() {
     running.signal(libc::SIGTERM);
     assert_eq!(running.wait().code(), Some(0));
     assert_eq!(scratch.read("stopped"), "only\n");
+}
+
+in_both_modes!(
+    orphans_reparented_during_the_stop_get_sigterm,
+    the_final_sigkill_spares_the_groups_of_reaped_processes,
+    a_second_sigterm_kills_everything_at_once,
+    a_second_sigint_kills_everything_at_once,
+    the_first_failing_service_gives_the_exit_code,
+    a_service_exiting_0_stops_the_others_and_the_launcher_exits_0,
+);
+
+/// The service leaves a shell behind (an orphan, reparented to the launcher) whose own child
+/// handles SIGTERM. When the shell gets SIGTERM and dies, its child is reparented to the launcher
+/// only then, in the middle of the stop: it must get SIGTERM too, not a SIGKILL 30s later.
+fn orphans_reparented_during_the_stop_get_sigterm(mode: Mode) {
+    let scratch = Scratch::new("late-orphan");
+    let dir = scratch.display();
+    scratch.write(
+        "leaver.sh",
+        "dir=$1\n\
+         ( sh -c 'python3 \"$0/service.py\" late \"$0\" & wait' \"$dir\" & )\n\
+         exec python3 \"$dir/service.py\" main \"$dir\"\n",
+    );
+    let mut running = scratch.start_in(
+        mode,
+        &format!(
+            r#"
+            grace_period = "30s"
+            [[service]]
+            name = "leaver"
+            command = ["sh", "{dir}/leaver.sh", "{dir}"]
+            "#
+        ),
+    );
+    scratch.wait_for_file("main.ready");
+    scratch.wait_for_file("late.ready");
+    let signalled = Instant::now();
+    running.signal(libc::SIGTERM);
+    let status = running.wait();
+    let took = signalled.elapsed();
+    let stderr = scratch.stderr();
+
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(scratch.read("stopped"), "main\nlate\n", "{stderr}");
+    assert!(took < Duration::from_secs(20), "the late orphan waited for the SIGKILL: {took:?}\n{stderr}");
+    assert!(!stderr.contains("grace period of 30s is over"), "{stderr}");
+}
+
+/// A setup step's process group outlives the step in a worker; the worker exits too, and an
+/// unrelated process joins the group id (as a recycled id would be reused). The SIGKILL at the
+/// end of the grace period must not reach it: only groups of processes not reaped yet are killed.
+fn the_final_sigkill_spares_the_groups_of_reaped_processes(mode: Mode) {
+    let scratch = Scratch::new("stale-group");
+    let dir = scratch.display();
+    scratch.write("step.sh", "(sh \"$1/worker.sh\" \"$1\" &)\nexit 0\n");
+    scratch.write("worker.sh", "while [ ! -e \"$1/worker-may-exit\" ]; do sleep 0.05; done\n");
+    let mut running = scratch.start_in(
+        mode,
+        &format!(
+            r#"
+            grace_period = "1s"
+            [[setup]]
+            name = "leaves-a-worker"
+            command = ["sh", "{dir}/step.sh", "{dir}"]
+
+            [[service]]
+            name = "stubborn"
+            command = {}
+            "#,
+            scratch.service_command("stubborn", "ignore-term")
+        ),
+    );
+    scratch.wait_for_file("stubborn.ready");
+    assert!(scratch.stderr().contains("setup step `leaves-a-worker` done"), "{}", scratch.stderr());
+    let worker_marker = format!("{dir}/worker.sh");
+    let mut worker = Vec::new();
+    wait_until("the step's worker", || {
+        worker = processes_with(&worker_marker);
+        !worker.is_empty()
+    });
+    let group = process_group(worker[0]).expect("the worker's process group");
+    assert_ne!(group, worker[0], "the worker is in the step's group, not its own");
+
+    // Same session as the launcher (neither calls setsid), so it may join the group. It is no
+    // descendant of the launcher and, as PID 1, outside its namespace.
+    let joined = scratch.path("bystander-joined");
+    let mut bystander = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys, time\nos.setpgid(0, int(sys.argv[1]))\nopen(sys.argv[2], 'w').close()\ntime.sleep(1000)\n",
+            &group.to_string(),
+            &joined.display().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the bystander");
+    scratch.wait_for_file("bystander-joined");
+    scratch.write("worker-may-exit", "");
+    wait_until("the worker to exit", || processes_with(&worker_marker).is_empty());
+    assert_eq!(process_group(bystander.id() as i32), Some(group), "the bystander is the group's last member");
+
+    running.signal(libc::SIGTERM);
+    wait_until("the SIGKILL", || scratch.stderr().contains("service `stubborn` stopped (killed by SIGKILL)"));
+    // A SIGKILL sent with the stubborn service's would have landed by now.
+    std::thread::sleep(Duration::from_millis(500));
+    let bystander_state = bystander.try_wait().expect("try_wait");
+    // Before waiting for the launcher: as PID 1, its namespace cannot end while the bystander
+    // holds one of its pids as its process group.
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    let status = running.wait();
+    let stderr = scratch.stderr();
+
+    assert_eq!(bystander_state, None, "the launcher killed a process group it no longer owned\n{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("launcher: grace period of 1s is over: killing service `stubborn`"), "{stderr}");
+}
+
+/// A second SIGTERM or SIGINT during the stop ends the grace period at once.
+fn a_second_signal_kills_everything_at_once(mode: Mode, first: i32, second: i32) {
+    let scratch = Scratch::new("second-signal");
+    let dir = scratch.display();
+    let mut running = scratch.start_in(
+        mode,
+        &format!(
+            r#"
+            grace_period = "30s"
+            [[service]]
+            name = "quick"
+            command = {}
+            [[service]]
+            name = "stubborn"
+            command = ["sh", "-c", "trap '' TERM INT; python3 {dir}/service.py worker {dir} ignore-term & exec python3 {dir}/service.py stubborn {dir} ignore-term"]
+            "#,
+            scratch.service_command("quick", "stop"),
+        ),
+    );
+    scratch.wait_for_file("quick.ready");
+    scratch.wait_for_file("stubborn.ready");
+    scratch.wait_for_file("worker.ready");
+    running.signal(first);
+    let first_name = if first == libc::SIGTERM { "SIGTERM" } else { "SIGINT" };
+    wait_until("the stop to begin", || scratch.stderr().contains(&format!("received {first_name}: stopping")));
+    // Within the grace period: the stubborn service is being waited for.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(running.is_running(), "the launcher stopped before the grace period: {}", scratch.stderr());
+    let signalled = Instant::now();
+    running.signal(second);
+    let status = running.wait();
+    let took = signalled.elapsed();
+    let stderr = scratch.stderr();
+
+    let second_name = if second == libc::SIGTERM { "SIGTERM" } else { "SIGINT" };
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(took < Duration::from_secs(10), "the second signal did not cut the grace period short: {took:?}");
+    assert!(stderr.contains(&format!("launcher: received {second_name} again: killing everything now")), "{stderr}");
+    assert!(stderr.contains("service `stubborn` stopped (killed by SIGKILL)"), "{stderr}");
+    // The quick service was never asked: the stop had not reached it yet.
+    assert_eq!(scratch.read("stopped"), "", "{stderr}");
+    assert!(stderr.contains("service `quick` stopped (killed by SIGKILL)"), "{stderr}");
+}
+
+fn a_second_sigterm_kills_everything_at_once(mode: Mode) {
+    a_second_signal_kills_everything_at_once(mode, libc::SIGTERM, libc::SIGTERM);
+}
+
+fn a_second_sigint_kills_everything_at_once(mode: Mode) {
+    a_second_signal_kills_everything_at_once(mode, libc::SIGINT, libc::SIGINT);
+}
+
+/// Three services exit while the launcher is stopped (SIGSTOP), so that one reaping pass finds
+/// them all: exit 0, then 5, then 3, in start order. The first failing one gives the code.
+fn the_first_failing_service_gives_the_exit_code(mode: Mode) {
+    let scratch = Scratch::new("first-failure");
+    let dir = scratch.display();
+    let exiting =
+        |code: i32| format!("[\"sh\", \"-c\", \"while [ ! -e {dir}/go ]; do sleep 0.05; done; exit {code}\"]");
+    let mut running = scratch.start_in(
+        mode,
+        &format!(
+            r#"
+            grace_period = "30s"
+            [[service]]
+            name = "clean"
+            command = {}
+            [[service]]
+            name = "five"
+            command = {}
+            after = ["clean"]
+            [[service]]
+            name = "three"
+            command = {}
+            after = ["five"]
+            [[service]]
+            name = "steady"
+            command = {}
+            after = ["three"]
+            "#,
+            exiting(0),
+            exiting(5),
+            exiting(3),
+            scratch.service_command("steady", "stop"),
+        ),
+    );
+    scratch.wait_for_file("steady.ready");
+    let launcher = running.pid();
+    wait_until("all four services to run", || children(launcher).len() == 4);
+    running.signal(libc::SIGSTOP);
+    scratch.write("go", "");
+    wait_until("three exited services", || children(launcher).into_iter().filter(|&pid| is_zombie(pid)).count() == 3);
+    running.signal(libc::SIGCONT);
+    let status = running.wait();
+    let stderr = scratch.stderr();
+
+    assert_eq!(status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("launcher: service `clean` exited on its own (exit code 0)\n"), "{stderr}");
+    assert!(
+        stderr.contains("launcher: service `five` exited on its own (exit code 5): stopping the others\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("launcher: service `three` exited on its own (exit code 3)\n"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "launcher: 3 services exited at once: exiting with the code of service `five`, the first to fail"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(scratch.read("stopped"), "steady\n");
+}
+
+/// A service that exits 0 on its own is done, and so is the launcher: the others are stopped
+/// (in reverse start order, as on SIGTERM) and the launcher exits 0.
+fn a_service_exiting_0_stops_the_others_and_the_launcher_exits_0(mode: Mode) {
+    let scratch = Scratch::new("exit-0");
+    let dir = scratch.display();
+    let mut running = scratch.start_in(
+        mode,
+        &format!(
+            r#"
+            grace_period = "30s"
+            [[service]]
+            name = "first"
+            command = {}
+            [[service]]
+            name = "oneshot"
+            command = ["sh", "-c", "while [ ! -e {dir}/first.ready ] || [ ! -e {dir}/last.ready ]; do sleep 0.05; done; exit 0"]
+            [[service]]
+            name = "last"
+            command = {}
+            "#,
+            scratch.service_command("first", "stop"),
+            scratch.service_command("last", "stop"),
+        ),
+    );
+    let status = running.wait();
+    let stderr = scratch.stderr();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("launcher: service `oneshot` exited on its own (exit code 0): stopping the others"),
+        "{stderr}"
+    );
+    assert_eq!(scratch.read("stopped"), "last\nfirst\n", "{stderr}");
 }

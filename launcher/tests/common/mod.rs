@@ -1,14 +1,99 @@
 //! Helpers for the launcher's tests: real processes in a scratch directory, no mocks.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::cell::OnceCell;
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const LAUNCHER: &str = env!("CARGO_BIN_EXE_launcher");
+
+/// How the launcher runs in a test: as a child subreaper (its pid is not 1), or as PID 1 of a
+/// fresh PID namespace, as in a container: `unshare --pid --fork --mount-proc`, which needs root
+/// (or a user namespace). The two differ in how the launcher reaches orphans: kill(-1) as PID 1,
+/// its list of children otherwise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    Subreaper,
+    PidOne,
+}
+
+/// Defines, for each function `name(Mode)`, a module `name` with the tests `as_a_subreaper` and
+/// `as_pid_1`. The latter skips when no PID namespace can be made, except under CI.
+#[macro_export]
+macro_rules! in_both_modes {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[test]
+            fn as_a_subreaper() {
+                super::$test($crate::common::Mode::Subreaper);
+            }
+
+            #[test]
+            fn as_pid_1() {
+                if $crate::common::pid_namespaces_available() {
+                    super::$test($crate::common::Mode::PidOne);
+                }
+            }
+        }
+    )*};
+}
+
+/// `CI=true` or `CI=1`: a missing tool must fail the run rather than skip a test.
+pub fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
+}
+
+/// Skips with a reason, except under CI where it fails the test.
+pub fn missing(reason: &str) {
+    assert!(!on_ci(), "CI is set but {reason}");
+    println!("skipping: {reason}");
+}
+
+/// Whether `unshare --pid --fork --mount-proc` works here (util-linux, as root). Reports
+/// through `missing` when it does not.
+pub fn pid_namespaces_available() -> bool {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    let probe = PROBE.get_or_init(|| {
+        let output = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child", "true"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|err| format!("unshare cannot run ({err}): install util-linux"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "unshare cannot make a PID namespace (run the tests as root): {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    });
+    match probe {
+        Ok(()) => true,
+        Err(reason) => {
+            missing(&format!("{reason}; the PID 1 test cannot run"));
+            false
+        }
+    }
+}
+
+/// The command that runs the launcher (arguments to be added) in `mode`.
+pub fn launcher_command(mode: Mode) -> Command {
+    match mode {
+        Mode::Subreaper => Command::new(LAUNCHER),
+        Mode::PidOne => {
+            // --kill-child: should the test kill unshare, the namespace dies with it.
+            let mut command = Command::new("unshare");
+            command.args(["--pid", "--fork", "--mount-proc", "--kill-child", LAUNCHER]);
+            command
+        }
+    }
+}
 /// Generous: the machine may be loaded. Waiting this long means something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -83,13 +168,28 @@ impl Scratch {
 
     /// Starts the launcher on `config` (written to launcher.toml); stdout and stderr go to files.
     pub fn start(&self, config: &str) -> Running {
-        let path = self.write("launcher.toml", config);
-        let mut command = Command::new(LAUNCHER);
-        command.arg("--config").arg(path);
-        self.spawn(command)
+        self.start_in(Mode::Subreaper, config)
     }
 
-    pub fn spawn(&self, mut command: Command) -> Running {
+    /// `start`, with the launcher as a subreaper or as PID 1 of a PID namespace.
+    pub fn start_in(&self, mode: Mode, config: &str) -> Running {
+        self.spawn_in(mode, self.launcher_command_in(mode, config))
+    }
+
+    /// The command `start_in` runs, for a test to adjust before `spawn_in`.
+    pub fn launcher_command_in(&self, mode: Mode, config: &str) -> Command {
+        let path = self.write("launcher.toml", config);
+        let mut command = launcher_command(mode);
+        command.arg("--config").arg(path);
+        command
+    }
+
+    pub fn spawn(&self, command: Command) -> Running {
+        self.spawn_in(Mode::Subreaper, command)
+    }
+
+    /// Runs `command`, which is the launcher itself or, in `Mode::PidOne`, unshare running it.
+    pub fn spawn_in(&self, mode: Mode, mut command: Command) -> Running {
         let stdout = fs::File::create(self.path("launcher.out")).expect("create launcher.out");
         let stderr = fs::File::create(self.path("launcher.err")).expect("create launcher.err");
         let child = command
@@ -99,7 +199,7 @@ impl Scratch {
             .current_dir(&self.dir)
             .spawn()
             .expect("start the launcher");
-        Running { child: Some(child), started: Instant::now() }
+        Running { child: Some(child), started: Instant::now(), mode, launcher: OnceCell::new() }
     }
 
     pub fn stderr(&self) -> String {
@@ -135,11 +235,26 @@ impl Drop for Scratch {
 pub struct Running {
     child: Option<Child>,
     pub started: Instant,
+    mode: Mode,
+    /// The launcher's pid as this process sees it (in `Mode::PidOne`, unshare's child).
+    launcher: OnceCell<i32>,
 }
 
 impl Running {
+    /// The launcher's pid, as the tests see it (not 1, even as PID 1 of its namespace).
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
+        let spawned = self.child.as_ref().expect("running").id() as i32;
+        match self.mode {
+            Mode::Subreaper => spawned,
+            Mode::PidOne => *self.launcher.get_or_init(|| {
+                let mut launcher = None;
+                wait_until("unshare to start the launcher", || {
+                    launcher = children(spawned).first().copied();
+                    launcher.is_some() || parent_and_state(spawned).is_none_or(|(_, state)| state.starts_with('Z'))
+                });
+                launcher.expect("the launcher exited before the test could signal it")
+            }),
+        }
     }
 
     pub fn signal(&self, signal: i32) {
@@ -169,9 +284,17 @@ impl Running {
 impl Drop for Running {
     /// A failed test must not leave its launcher and services behind: SIGTERM, then SIGKILL.
     fn drop(&mut self) {
-        let Some(child) = self.child.as_mut() else { return };
-        // SAFETY: see `signal`.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let Some(child) = self.child.as_ref() else { return };
+        // unshare ignores SIGTERM: it goes to the launcher itself, if it is still unshare's child.
+        let target = match self.mode {
+            Mode::Subreaper => Some(child.id() as i32),
+            Mode::PidOne => children(child.id() as i32).first().copied(),
+        };
+        if let Some(target) = target {
+            // SAFETY: see `signal`.
+            unsafe { libc::kill(target, libc::SIGTERM) };
+        }
+        let child = self.child.as_mut().expect("checked above");
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -223,4 +346,38 @@ pub fn run_launcher(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// The children of `pid` (from /proc/PID/task/PID/children: one thread, or its main thread's).
+pub fn children(pid: i32) -> Vec<i32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|child| child.parse().ok())
+        .collect()
+}
+
+/// The process group of `pid`, from /proc/PID/stat (fields after the command name).
+pub fn process_group(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The processes, as this process sees them, whose command line contains `marker`. Pids written
+/// by processes inside a PID namespace are not the test's pids: the command line finds them.
+pub fn processes_with(marker: &str) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(marker))
+        })
+        .collect()
+}
+
+/// True when `pid` is a zombie: exited, not reaped yet.
+pub fn is_zombie(pid: i32) -> bool {
+    parent_and_state(pid).is_some_and(|(_, state)| state.starts_with('Z'))
 }
