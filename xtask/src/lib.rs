@@ -9,6 +9,7 @@ pub mod docker;
 pub mod healthcheck;
 pub mod images;
 pub mod launcher;
+pub mod pip_tools;
 pub mod registry;
 pub mod release;
 pub mod sbom;
