@@ -1,9 +1,10 @@
-//! The supply-chain tools (scanner, SBOM, signing, DB builder, registry, workflow linter), pinned in
-//! `tools/pins.toml` and built from source with Go into `.tools/bin`.
+//! The supply-chain tools (scanner, SBOM, signing, DB builder, registry, workflow checkers), pinned in
+//! `tools/pins.toml` and installed into `.tools/bin`.
 //!
 //! A tool already on PATH is used when it reports the pinned major version and at least the pinned minor one;
-//! otherwise the pinned version is built (`go install MODULE@VERSION`, or `go build` in a tools module under `tools/`
-//! when a dependency must be raised). Go's build and module caches live in the home directory and serve every later
+//! otherwise the pinned version is built from source with Go (`go install MODULE@VERSION`, or `go build` in a tools
+//! module under `tools/` when a dependency must be raised), or installed from PyPI by a hash-checked lock into a
+//! virtual environment of its own. Go's build and module caches live in the home directory and serve every later
 //! build.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,10 +30,12 @@ pub enum Tool {
     Syft,
     Registry,
     Actionlint,
+    Zizmor,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 6] = [Tool::Trivy, Tool::TrivyDb, Tool::Cosign, Tool::Syft, Tool::Registry, Tool::Actionlint];
+    pub const ALL: [Tool; 7] =
+        [Tool::Trivy, Tool::TrivyDb, Tool::Cosign, Tool::Syft, Tool::Registry, Tool::Actionlint, Tool::Zizmor];
 
     /// The binary's name, which is also its table in `tools/pins.toml`.
     pub fn binary(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Tool {
             Tool::Syft => "syft",
             Tool::Registry => "registry",
             Tool::Actionlint => "actionlint",
+            Tool::Zizmor => "zizmor",
         }
     }
 }
@@ -55,6 +59,8 @@ struct Pin {
     version: String,
     go_install: Option<String>,
     go_build: Option<GoBuild>,
+    /// A hash-pinned requirements file (relative to the workspace root) installed with pip, wheels only.
+    pip_lock: Option<String>,
     /// `-X` flag that stamps the version into the binary (the release builds set it; `go install` does not).
     version_variable: Option<String>,
     /// Arguments that make the tool print its version; without them only the pinned build is used.
@@ -75,15 +81,21 @@ struct GoBuild {
 enum Recipe<'a> {
     Install(&'a str),
     Module(&'a GoBuild),
+    PipLock(&'a str),
 }
 
 impl Pin {
     fn recipe(&self, name: &str) -> Result<Recipe<'_>> {
-        match (&self.go_install, &self.go_build) {
-            (Some(target), None) => Ok(Recipe::Install(target)),
-            (None, Some(module)) => Ok(Recipe::Module(module)),
-            _ => bail!("{PINS_FILE}: [{name}] must have exactly one of `go_install` and `go_build`"),
+        match (&self.go_install, &self.go_build, &self.pip_lock) {
+            (Some(target), None, None) => Ok(Recipe::Install(target)),
+            (None, Some(module), None) => Ok(Recipe::Module(module)),
+            (None, None, Some(lock)) => Ok(Recipe::PipLock(lock)),
+            _ => bail!("{PINS_FILE}: [{name}] must have exactly one of `go_install`, `go_build` and `pip_lock`"),
         }
+    }
+
+    fn is_go(&self) -> bool {
+        self.pip_lock.is_none()
     }
 
     fn ldflags(&self) -> String {
@@ -118,7 +130,9 @@ pub fn ensure_all(ctx: &Context) -> Result<Vec<(Tool, PathBuf)>> {
     let mut to_build = Vec::new();
     for tool in Tool::ALL {
         let pin = pin_of(&pins, tool)?;
-        if !stamp_of(ctx, tool, pin, &around)?.is_current() && acceptable_on_path(ctx, tool, pin, &around).is_none() {
+        let missing =
+            !stamp_of(ctx, tool, pin, &around)?.is_current() && acceptable_on_path(ctx, tool, pin, &around).is_none();
+        if missing && pin.is_go() {
             to_build.push(tool.binary());
         }
     }
@@ -175,16 +189,22 @@ fn stamp_of(ctx: &Context, tool: Tool, pin: &Pin, around: &Surroundings) -> Resu
     let name = tool.binary();
     let mut recipe =
         format!("{name} {}\nldflags: {}\nGOEXPERIMENT={}\n", pin.version, pin.ldflags(), pin.go_experiment);
-    let mut module_files = Vec::new();
+    let mut inputs = Vec::new();
     match pin.recipe(name)? {
         Recipe::Install(target) => recipe.push_str(&format!("go install {target}\n")),
         Recipe::Module(module) => {
             recipe.push_str(&format!("go build {} in {}\n", module.package, module.module));
-            for file in ["go.mod", "go.sum"] {
-                let path = ctx.root.join(&module.module).join(file);
-                module_files.push((file, std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?));
-            }
+            inputs.extend(["go.mod", "go.sum"].map(|file| ctx.root.join(&module.module).join(file)));
         }
+        Recipe::PipLock(lock) => {
+            recipe.push_str(&format!("pip install -r {lock}\n"));
+            inputs.push(ctx.root.join(lock));
+        }
+    }
+    let mut module_files = Vec::new();
+    for path in &inputs {
+        let file = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+        module_files.push((file, std::fs::read(path).with_context(|| format!("reading {}", path.display()))?));
     }
     let parts = std::iter::once(("recipe", recipe.as_bytes()))
         .chain(module_files.iter().map(|(file, content)| (*file, content.as_slice())));
@@ -245,6 +265,9 @@ fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
 
 fn build(ctx: &Context, tool: Tool, pin: &Pin, go: &Path, output: &Path) -> Result<()> {
     let name = tool.binary();
+    if let Recipe::PipLock(lock) = pin.recipe(name)? {
+        return install_from_pypi(ctx, name, lock, output);
+    }
     let sh = &ctx.sh;
     if cmd!(sh, "{go} version").quiet().ignore_stderr().read().is_err() {
         bail!(
@@ -279,6 +302,7 @@ fn build(ctx: &Context, tool: Tool, pin: &Pin, go: &Path, output: &Path) -> Resu
                 .run()
                 .with_context(|| format!("`go build {package}` in {} failed", module.module))?
         }
+        Recipe::PipLock(_) => unreachable!("installed from PyPI above"),
     }
     std::fs::rename(&built, output).with_context(|| {
         format!("the build did not produce {} (moving it to {})", built.display(), output.display())
@@ -292,6 +316,36 @@ fn build(ctx: &Context, tool: Tool, pin: &Pin, go: &Path, output: &Path) -> Resu
         output.display()
     );
     Ok(())
+}
+
+/// Installs a hash-pinned lock into `.tools/venvs/<name>` (wheels only) and links its program as `output`.
+fn install_from_pypi(ctx: &Context, name: &str, lock: &str, output: &Path) -> Result<()> {
+    let sh = &ctx.sh;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    if cmd!(sh, "{python} --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+        bail!(
+            "{name} is installed from {lock} with Python 3.11 or newer, and `{python}` was not found: install python3 \
+             with its venv module (Debian: `apt-get install python3 python3-venv`) or name one in PYTHON"
+        );
+    }
+    let venv = ctx.root.join(".tools").join("venvs").join(name);
+    eprintln!("xtask: installing {name} from {lock} into {}", venv.display());
+    cmd!(sh, "{python} -m venv --clear {venv}")
+        .run()
+        .with_context(|| format!("`{python} -m venv` failed (Debian needs the python3-venv package)"))?;
+    let pip = venv.join("bin/pip");
+    let lock_path = ctx.root.join(lock);
+    cmd!(sh, "{pip} install --quiet --require-hashes --no-deps --only-binary=:all: -r {lock_path}")
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .run()
+        .with_context(|| {
+            format!("pip could not install {name} from {lock} (its output is above): PyPI (or PIP_INDEX_URL) is unreachable")
+        })?;
+    let program = venv.join("bin").join(name);
+    anyhow::ensure!(program.is_file(), "installing {lock} did not provide {}", program.display());
+    std::fs::create_dir_all(output.parent().context("tool path has no parent")?)?;
+    let _ = std::fs::remove_file(output);
+    std::os::unix::fs::symlink(&program, output).with_context(|| format!("linking {}", output.display()))
 }
 
 #[cfg(test)]
