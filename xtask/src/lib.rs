@@ -25,5 +25,6 @@ pub mod static_launcher;
 pub mod cosign;
 pub mod policy;
 pub mod registry;
+pub mod signing;
 pub mod trivy;
 pub mod trivy_db;

@@ -2,6 +2,8 @@
 //! with the offline database built from `advisories/`. They need Go (or the tools) and a Docker engine: outside CI
 //! they are skipped with the reason printed when those are missing; under `CI=true` that is a failure.
 
+mod common;
+
 use std::sync::Mutex;
 
 use anyhow::{Context as _, Result};
@@ -9,6 +11,8 @@ use xshell::cmd;
 
 use jiff::civil::Date;
 use xtask::context::Context;
+
+use common::require;
 use xtask::pinned_tools::{self, Tool};
 use xtask::policy::{self, AllowEntry, Policy, PolicyOverride};
 use xtask::stages::scan::{scan_reference, table, ScanOutcome};
@@ -16,18 +20,6 @@ use xtask::trivy;
 use xtask::trivy_db::Database;
 
 const FIXTURE_REFERENCE: &str = "xtask-test/flask-2.2.2:fixture";
-
-/// The value, or `None` after printing why the test is skipped; under CI a missing prerequisite fails the test.
-fn require<T>(what: &str, result: Result<T>) -> Option<T> {
-    match result {
-        Ok(value) => Some(value),
-        Err(error) if Context::in_ci() => panic!("{what} is required under CI=true: {error:#}"),
-        Err(error) => {
-            eprintln!("SKIPPED: {what} is not available here: {error:#}");
-            None
-        }
-    }
-}
 
 /// Context, tools and the fixture image, each made once per test process. The fixture's build is shared: when it
 /// failed, every test that needs it reports that failure again (under CI: fails), none passes without running.

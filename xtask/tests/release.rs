@@ -9,8 +9,11 @@ use std::time::Instant;
 use anyhow::Result;
 use xshell::cmd;
 use xtask::context::Context;
-use xtask::cosign::{self, KeySource, Secret, Signer, SigningArgs, Tlog, Verifier};
+
+use common::require;
+use xtask::cosign::{self, Secret, Tlog};
 use xtask::registry::Reference;
+use xtask::signing::{KeySource, Signer, SigningArgs, Verifier};
 use xtask::stages::release::{self, publish, push, Destination, Published, ReleaseArgs, Signing};
 
 use common::registry::LocalRegistry;
@@ -19,18 +22,6 @@ use common::registry::LocalRegistry;
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
-
-/// The tests need docker, cosign and a registry binary; outside CI their absence skips a test with the reason.
-fn require<T>(what: &str, result: Result<T>) -> Option<T> {
-    match result {
-        Ok(value) => Some(value),
-        Err(error) if Context::in_ci() => panic!("{what} is required under CI=true: {error:#}"),
-        Err(error) => {
-            eprintln!("skipping: {what} is unavailable: {error:#}");
-            None
-        }
-    }
 }
 
 struct KeyPair {

@@ -2,23 +2,15 @@
 //! zizmor, both pinned, and keeps the rules neither checks: every action pinned by commit with its version beside it,
 //! and no cache in a job that publishes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use xshell::cmd;
 use xtask::context::Context;
-use xtask::pinned_tools::{self, Tool};
 
-/// The tool, or `None` after saying why the test is skipped; under CI a missing tool fails the test.
-fn tool_or_skip(tool: anyhow::Result<PathBuf>, name: &str) -> Option<PathBuf> {
-    match tool {
-        Ok(path) => Some(path),
-        Err(error) if !Context::in_ci() => {
-            eprintln!("skipped: {name} is not available: {error:#}");
-            None
-        }
-        Err(error) => panic!("CI=true and {name} is not available: {error:#}"),
-    }
-}
+use common::require;
+use xtask::pinned_tools::{self, Tool};
 
 /// The YAML files under `.github/`, sorted.
 fn github_yaml(ctx: &Context) -> Vec<PathBuf> {
@@ -46,7 +38,7 @@ fn workflows(ctx: &Context) -> Vec<PathBuf> {
 #[test]
 fn workflows_pass_actionlint() {
     let ctx = Context::discover().unwrap();
-    let Some(actionlint) = tool_or_skip(pinned_tools::ensure(&ctx, Tool::Actionlint), "actionlint") else { return };
+    let Some(actionlint) = require("actionlint", pinned_tools::ensure(&ctx, Tool::Actionlint)) else { return };
     let workflows = workflows(&ctx);
     assert!(workflows.len() >= 2, "ci and rescan workflows: {workflows:?}");
     // actionlint reads workflows only; it checks each call of the composite action against the action's inputs.
@@ -57,7 +49,7 @@ fn workflows_pass_actionlint() {
 #[test]
 fn github_passes_zizmor() {
     let ctx = Context::discover().unwrap();
-    let Some(zizmor) = tool_or_skip(pinned_tools::ensure(&ctx, Tool::Zizmor), "zizmor") else { return };
+    let Some(zizmor) = require("zizmor", pinned_tools::ensure(&ctx, Tool::Zizmor)) else { return };
     let sh = &ctx.sh;
     // Offline and without a token: the audits that ask GitHub's API are left out, the result depends on the tree only.
     // Exit codes: 0 nothing found, 11-14 the highest severity found, anything else a failure to run.

@@ -6,8 +6,9 @@ use anyhow::{bail, Context as _, Result};
 use xshell::cmd;
 
 use crate::context::Context;
-use crate::cosign::{self, Signer, SigningArgs, Tlog, Verifier};
+use crate::cosign::{self, Tlog};
 use crate::registry::{self, Reference};
+use crate::signing::{Signer, SigningArgs, Verifier};
 
 #[derive(clap::Args, Debug)]
 pub struct ReleaseArgs {

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 use crate::context::Context;
-use crate::cosign::{self, Tlog, TlogArgs, Verifier};
+use crate::cosign::{self, Tlog, TlogArgs};
 use crate::registry::{self, Reference};
+use crate::signing::Verifier;
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
