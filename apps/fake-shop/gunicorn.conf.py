@@ -6,13 +6,15 @@ to $NOTIFY_SOCKET once it listens, which the image's launcher uses as the readin
 
 import glob
 import os
+import re
 import secrets
 import sys
 
 
 def worker_count() -> int:
     raw = os.environ.get("GUNICORN_WORKERS", "2").strip()
-    if raw.isdigit() and int(raw) >= 1:
+    # [0-9], not str.isdigit(): that also accepts '²', which int() refuses with a traceback.
+    if re.fullmatch(r"[0-9]{1,9}", raw) and int(raw) >= 1:
         return int(raw)
     sys.exit(f"GUNICORN_WORKERS must be a whole number of worker processes (1 or more), got {raw!r}")
 

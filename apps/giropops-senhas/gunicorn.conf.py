@@ -5,6 +5,7 @@ PROMETHEUS_MULTIPROC_DIR (default: a fresh directory under the temporary directo
 """
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -13,7 +14,8 @@ def _positive_int_from_env(name, default):
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    # [0-9], not str.isdigit(): that also accepts '²', which int() refuses with a traceback.
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) < 1:
         raise SystemExit(f"{name} must be a positive integer, got {raw!r}; fix or unset it")
     return int(raw)
 

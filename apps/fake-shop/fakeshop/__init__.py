@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from flask import Flask
+from flask import Flask, abort, current_app, request
 from flask.helpers import get_debug_flag
 from flask.logging import default_handler
 
 from fakeshop import config as settings
+from fakeshop import parse
 from fakeshop.blueprints import cart, checkout, ops, shop
 from fakeshop.database import db, head_revision, migrate
 from fakeshop.errors import init_error_pages
@@ -49,10 +50,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db)
     app.extensions["fakeshop.head_revision"] = head_revision()
+    app.url_map.converters.update(parse.URL_CONVERTERS)
     for blueprint in (shop.bp, cart.bp, checkout.bp, ops.bp):
         app.register_blueprint(blueprint)
     init_error_pages(app)
     init_metrics(app)
+    # After the metrics' own hook, so that refused requests are counted too.
+    app.before_request(refuse_oversized_request)
     app.after_request(add_security_headers)
     app.add_template_filter(money)
     return app
@@ -68,6 +72,14 @@ def configure_logging(app: Flask) -> None:
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     app.logger.addHandler(handler)
     app.logger.setLevel(logging.INFO)
+
+
+def refuse_oversized_request() -> None:
+    """413 for any body declared larger than MAX_CONTENT_LENGTH, whether or not the route reads
+    it. Flask enforces the limit only when a body is read (it still does so for chunked bodies,
+    which declare no length)."""
+    if (request.content_length or 0) > current_app.config["MAX_CONTENT_LENGTH"]:
+        abort(413)
 
 
 def add_security_headers(response):

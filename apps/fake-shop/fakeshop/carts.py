@@ -7,35 +7,18 @@ import uuid
 from flask import Response, abort, current_app, request
 from sqlalchemy import select
 
+from fakeshop import parse
 from fakeshop.database import db
 from fakeshop.models import Order, OrderItem
 
 CART_COOKIE = "order_id"
 CART_COOKIE_MAX_AGE = 30 * 24 * 3600
-MAX_QUANTITY = 99
-
-
-class QuantityError(ValueError):
-    pass
-
-
-def parse_quantity(raw: str | None) -> int:
-    """The `quantity` form field as an integer in 1..MAX_QUANTITY, or a QuantityError saying why."""
-    if raw is None or not raw.strip():
-        raise QuantityError("Please enter a quantity.")
-    try:
-        quantity = int(raw.strip())
-    except ValueError:
-        raise QuantityError(f"The quantity must be a whole number, not “{raw.strip()[:20]}”.") from None
-    if not 1 <= quantity <= MAX_QUANTITY:
-        raise QuantityError(f"The quantity must be between 1 and {MAX_QUANTITY}.")
-    return quantity
 
 
 def current_cart(for_update: bool = False) -> Order | None:
     """The open order of this visitor's cookie, or None (no cookie, unknown, or checked out)."""
-    cart_id = request.cookies.get(CART_COOKIE)
-    if not cart_id:
+    cart_id = parse.cart_id(request.cookies.get(CART_COOKIE))
+    if cart_id is None:
         return None
     query = select(Order).where(Order.uuid == cart_id, Order.is_open.is_(True))
     if for_update:
@@ -63,11 +46,12 @@ def item_in_cart(item_id: int) -> OrderItem:
     return item
 
 
-def remember_cart(response: Response, cart: Order) -> Response:
+def remember_cart(response: Response, cart: Order, path: str = "/") -> Response:
     response.set_cookie(
         CART_COOKIE,
         cart.uuid,
         max_age=CART_COOKIE_MAX_AGE,
+        path=path,
         httponly=True,
         samesite="Lax",
         secure=current_app.config["SESSION_COOKIE_SECURE"],
@@ -75,6 +59,16 @@ def remember_cart(response: Response, cart: Order) -> Response:
     return response
 
 
-def forget_cart(response: Response) -> Response:
+def hand_over_to_confirmation(response: Response, order: Order, confirmation_path: str) -> Response:
+    """After checkout: the next visit starts a new cart, and the cookie of the cart that placed
+    the order stays behind for the order's confirmation page only (a cookie limited to that path).
+    That cookie is what lets this browser, and no other, see the page, even once it shops again."""
     response.delete_cookie(CART_COOKIE, httponly=True, samesite="Lax")
-    return response
+    return remember_cart(response, order, path=confirmation_path)
+
+
+def cart_ids_in_cookies() -> list[str]:
+    """Every cart id among the `order_id` cookies: on a confirmation page a browser sends both the
+    cookie of its current cart and the one of the cart that placed the order."""
+    return [cart_id for cookie in request.cookies.getlist(CART_COOKIE)
+            if (cart_id := parse.cart_id(cookie)) is not None]

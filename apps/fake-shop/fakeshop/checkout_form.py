@@ -1,8 +1,9 @@
-"""Server-side validation of the checkout form."""
+"""The checkout form, parsed on the server: each field once, into what the order stores."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -12,7 +13,11 @@ CARD_FIELDS = ("card_name", "card_number", "expiry_date", "cvv")
 OPTIONAL_FIELDS = {"address2"}
 # Never sent back to the browser when the form is shown again after an error.
 SECRET_FIELDS = {"card_number", "cvv"}
-MAX_LENGTHS = {"email": 254, "mobile": 30, "zip": 20, "city": 100, "state": 100, "country": 100}
+# Each entry fits its column in `orders` (tests/test_checkout_form.py checks it): PostgreSQL
+# refuses a longer value with an error where SQLite would store it. First and last name are
+# stored together, "first last", in user_name VARCHAR(200).
+MAX_LENGTHS = {"first_name": 99, "last_name": 100, "email": 254, "mobile": 30, "zip": 20, "city": 100,
+               "state": 100, "country": 100}
 DEFAULT_MAX_LENGTH = 200
 LABELS = {
     "first_name": "First name", "last_name": "Last name", "email": "E-mail", "mobile": "Mobile",
@@ -21,12 +26,22 @@ LABELS = {
     "card_number": "Card number", "expiry_date": "Expiry date", "cvv": "CVV",
 }
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MOBILE = re.compile(r"^\+?[0-9 ()\-]{6,30}$")
-EXPIRY = re.compile(r"^(\d{2})/(\d{2})$")
-CVV = re.compile(r"^\d{3,4}$")
+# Every field is one line of text. PostgreSQL refuses NUL in a text column outright, and no other
+# control character belongs in a name or an address either.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Digits are spelt [0-9] throughout, never \d or str.isdigit(): those also accept other scripts'
+# digits and superscripts ('²'), which the card check's int() refuses and no card network uses.
+MOBILE = re.compile(r"\+?[0-9 ()\-]{6,30}")
+EXPIRY = re.compile(r"(?P<month>[0-9]{2})/(?P<year>[0-9]{2})")
+CVV = re.compile(r"[0-9]{3,4}")
+CARD_NUMBER = re.compile(r"[0-9]{12,19}")
 CARD_SEPARATORS = re.compile(r"[ \-]")
 LONGEST_CARD_VALIDITY_YEARS = 20
+
+
+class FieldError(ValueError):
+    """The entry of one field cannot be used; the message is shown next to the field."""
 
 
 @dataclass(frozen=True)
@@ -49,24 +64,20 @@ class Checkout:
 
 def validate(form, today: date) -> tuple[Checkout | None, dict[str, str]]:
     """The checkout and no errors, or None and a message for each field that is wrong."""
-    values = {name: (form.get(name) or "").strip() for name in ADDRESS_FIELDS + CARD_FIELDS}
-    errors: dict[str, str] = {}
-    for name, value in values.items():
-        longest = MAX_LENGTHS.get(name, DEFAULT_MAX_LENGTH)
-        if not value and name not in OPTIONAL_FIELDS:
-            errors[name] = f"{LABELS[name]} is required."
-        elif len(value) > longest:
-            errors[name] = f"{LABELS[name]} is too long (at most {longest} characters)."
-    checks = {
-        "email": email_problem,
-        "mobile": mobile_problem,
-        "card_number": card_number_problem,
-        "expiry_date": lambda value: expiry_problem(value, today),
-        "cvv": cvv_problem,
+    formats: dict[str, Callable[[str], str]] = {
+        "email": parse_email,
+        "mobile": parse_mobile,
+        "card_number": parse_card_number,
+        "expiry_date": lambda value: parse_expiry(value, today),
+        "cvv": parse_cvv,
     }
-    for name, check in checks.items():
-        if name not in errors and (problem := check(values[name])):
-            errors[name] = problem
+    values: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for name in ADDRESS_FIELDS + CARD_FIELDS:
+        try:
+            values[name] = parse_field(name, form.get(name) or "", formats.get(name))
+        except FieldError as error:
+            errors[name] = str(error)
     if errors:
         return None, errors
     return Checkout(
@@ -80,9 +91,26 @@ def validate(form, today: date) -> tuple[Checkout | None, dict[str, str]]:
         country=values["country"],
         zip_code=values["zip"],
         card_name=values["card_name"],
-        card_last4=card_digits(values["card_number"])[-4:],
+        card_last4=values["card_number"][-4:],
         expiry_date=values["expiry_date"],
     ), {}
+
+
+def parse_field(name: str, entry: str, parse_format: Callable[[str], str] | None) -> str:
+    """One field's entry, trimmed, checked for presence, length and characters, then for the
+    field's format when it has one; the value to store, or FieldError."""
+    value = entry.strip()
+    label = LABELS[name]
+    longest = MAX_LENGTHS.get(name, DEFAULT_MAX_LENGTH)
+    if not value:
+        if name in OPTIONAL_FIELDS:
+            return value
+        raise FieldError(f"{label} is required.")
+    if len(value) > longest:
+        raise FieldError(f"{label} is too long (at most {longest} characters).")
+    if CONTROL_CHARACTER.search(value):
+        raise FieldError(f"{label} contains a control character: please type it again.")
+    return parse_format(value) if parse_format else value
 
 
 def redisplayable(form) -> dict[str, str]:
@@ -91,28 +119,30 @@ def redisplayable(form) -> dict[str, str]:
             if name not in SECRET_FIELDS}
 
 
-def email_problem(value: str) -> str | None:
-    return None if EMAIL.match(value) else "Enter an e-mail address like name@example.com."
+def parse_email(value: str) -> str:
+    if not EMAIL.fullmatch(value):
+        raise FieldError("Enter an e-mail address like name@example.com.")
+    return value
 
 
-def mobile_problem(value: str) -> str | None:
-    return None if MOBILE.match(value) else "Enter a phone number: digits, spaces, +, - and ( )."
+def parse_mobile(value: str) -> str:
+    if not MOBILE.fullmatch(value):
+        raise FieldError("Enter a phone number: digits, spaces, +, - and ( ).")
+    return value
 
 
-def card_digits(value: str) -> str:
-    return CARD_SEPARATORS.sub("", value)
-
-
-def card_number_problem(value: str) -> str | None:
-    digits = card_digits(value)
-    if not digits.isdigit() or not 12 <= len(digits) <= 19:
-        return "A card number has 12 to 19 digits."
+def parse_card_number(value: str) -> str:
+    """The card's digits, separators removed."""
+    digits = CARD_SEPARATORS.sub("", value)
+    if not CARD_NUMBER.fullmatch(digits):
+        raise FieldError("A card number has 12 to 19 digits.")
     if not luhn_valid(digits):
-        return "This card number is not valid: please check it."
-    return None
+        raise FieldError("This card number is not valid: please check it.")
+    return digits
 
 
 def luhn_valid(digits: str) -> bool:
+    """``digits``: ASCII digits only, as parse_card_number ensures."""
     total = 0
     for position, digit in enumerate(reversed(digits)):
         value = int(digit)
@@ -122,18 +152,20 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def expiry_problem(value: str, today: date) -> str | None:
-    match = EXPIRY.match(value)
-    if not match or not 1 <= int(match.group(1)) <= 12:
-        return "Enter the expiry date as MM/YY, e.g. 08/29."
-    month, year = int(match.group(1)), 2000 + int(match.group(2))
+def parse_expiry(value: str, today: date) -> str:
+    match = EXPIRY.fullmatch(value)
+    if not match or not 1 <= int(match["month"]) <= 12:
+        raise FieldError("Enter the expiry date as MM/YY, e.g. 08/29.")
+    month, year = int(match["month"]), 2000 + int(match["year"])
     # A card is valid until the end of its expiry month.
     if (year, month) < (today.year, today.month):
-        return "This card has expired."
+        raise FieldError("This card has expired.")
     if year > today.year + LONGEST_CARD_VALIDITY_YEARS:
-        return "This expiry date is too far in the future: please check it."
-    return None
+        raise FieldError("This expiry date is too far in the future: please check it.")
+    return value
 
 
-def cvv_problem(value: str) -> str | None:
-    return None if CVV.match(value) else "The CVV is the 3 or 4 digits on the card."
+def parse_cvv(value: str) -> str:
+    if not CVV.fullmatch(value):
+        raise FieldError("The CVV is the 3 or 4 digits on the card.")
+    return value

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
+from fakeshop import parse
+
 log = logging.getLogger(__name__)
 
 # Same defaults as the original project, so existing manifests keep working.
@@ -22,6 +24,11 @@ DB_DEFAULTS = {
     "DB_NAME": "ecommerce",
 }
 SQLITE_FILE_NAME = "fakeshop.sqlite3"
+# The largest request is the checkout form (14 short fields): 64 KiB is plenty, and a bigger body
+# is refused with 413 before anything parses it.
+DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024
+LARGEST_MAX_CONTENT_LENGTH = 1024**3
+LONGEST_DB_WAIT_SECONDS = 24 * 3600
 TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
@@ -37,7 +44,11 @@ def config_from_env(environ: Mapping[str, str]) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": flag(environ, "COOKIE_SECURE"),
-        "DB_WAIT_TIMEOUT": seconds(environ, "DB_WAIT_TIMEOUT", default=30),
+        "DB_WAIT_TIMEOUT": whole_number(environ, "DB_WAIT_TIMEOUT", default=30, lowest=0,
+                                        highest=LONGEST_DB_WAIT_SECONDS, unit="seconds"),
+        "MAX_CONTENT_LENGTH": whole_number(environ, "MAX_CONTENT_LENGTH",
+                                           default=DEFAULT_MAX_CONTENT_LENGTH, lowest=1,
+                                           highest=LARGEST_MAX_CONTENT_LENGTH, unit="bytes"),
     }
 
 
@@ -74,18 +85,22 @@ def normalise_database_url(raw_url: str) -> str:
 
 
 def port_number(raw: str) -> int:
-    if raw.isdigit() and 0 < int(raw) < 65536:
-        return int(raw)
+    port = parse.ascii_int(raw, 65535)
+    if port:
+        return port
     raise ConfigError(f"DB_PORT must be a TCP port number (1..65535), got {raw!r}")
 
 
-def seconds(environ: Mapping[str, str], name: str, default: int) -> int:
+def whole_number(environ: Mapping[str, str], name: str, *, default: int, lowest: int, highest: int,
+                 unit: str) -> int:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
-    if raw.isdigit():
-        return int(raw)
-    raise ConfigError(f"{name} must be a whole number of seconds, got {raw!r}")
+    value = parse.ascii_int(raw, highest)
+    if value is None or value < lowest:
+        raise ConfigError(
+            f"{name} must be a whole number of {unit} from {lowest} to {highest}, got {raw[:40]!r}")
+    return value
 
 
 def flag(environ: Mapping[str, str], name: str) -> bool:

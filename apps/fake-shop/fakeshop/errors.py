@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, current_app, render_template
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 # PostgreSQL's code for "relation does not exist": the database is there but not migrated.
 UNDEFINED_TABLE = "42P01"
@@ -14,6 +14,7 @@ RETRY_AFTER_SECONDS = "5"
 
 def init_error_pages(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(RequestEntityTooLarge, request_too_large)
     app.register_error_handler(DBAPIError, database_error)
     app.register_error_handler(PoolTimeoutError, database_unavailable)
     # Registered for the code, not for Exception, so Flask still logs the traceback first.
@@ -24,6 +25,11 @@ def http_error(error: HTTPException):
     headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
     return render_template("error.html", code=error.code, title=error.name,
                            message=error.description), error.code, headers
+
+
+def request_too_large(_error: RequestEntityTooLarge):
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return http_error(RequestEntityTooLarge(f"The request is larger than the {limit:,} bytes the shop accepts."))
 
 
 def database_error(error: DBAPIError):

@@ -26,6 +26,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Probes and scrapes would drown the traffic that matters.
 UNMEASURED_ENDPOINTS = {"ops.metrics", "ops.healthz", "ops.readyz", "static"}
+# Label values come from fixed sets only: every new value is a new time series, so a label copied
+# from the request (a made-up method, a raw path) would let any client grow the metrics without
+# bound. The methods of RFC 9110 and PATCH keep their name; any other is counted as "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+OTHER_METHOD = "other"
+# The path label is the route template, one of the app's routes, or this when none matched.
+UNMATCHED_PATH = "<unmatched>"
 
 
 def multiprocess_dir() -> str | None:
@@ -86,10 +93,11 @@ def record_request(response: Response) -> Response:
     if started is None:
         return response
     # The route template, not the raw path, so /detail/1 .. /detail/9999 make one series.
-    path = request.url_rule.rule if request.url_rule else "<unmatched>"
+    path = request.url_rule.rule if request.url_rule else UNMATCHED_PATH
+    method = request.method if request.method in KNOWN_METHODS else OTHER_METHOD
     status = str(response.status_code)
-    REQUEST_DURATION.labels(request.method, path, status).observe(time.perf_counter() - started)
-    REQUESTS.labels(request.method, status).inc()
+    REQUEST_DURATION.labels(method, path, status).observe(time.perf_counter() - started)
+    REQUESTS.labels(method, status).inc()
     return response
 
 

@@ -76,21 +76,41 @@ def database_url(request, tmp_path):
         connection.execute("TRUNCATE order_items, orders RESTART IDENTITY")
 
 
+def shop_app(database_url: str, **overrides):
+    return create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "test-secret",
+                       "TESTING": True, **overrides})
+
+
+def close_connections(app) -> None:
+    with app.app_context():
+        db.engine.dispose()
+
+
 @pytest.fixture
 def make_app():
     """Builds apps on a given database and closes their connections afterwards."""
     apps = []
 
     def build(database_url: str, **overrides):
-        app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "test-secret",
-                          "TESTING": True, **overrides})
+        app = shop_app(database_url, **overrides)
         apps.append(app)
         return app
 
     yield build
     for app in apps:
-        with app.app_context():
-            db.engine.dispose()
+        close_connections(app)
+
+
+@pytest.fixture(scope="module")
+def module_pg_app(postgres):
+    """A migrated app on a PostgreSQL database of its own, for a whole module: hypothesis tests
+    may only use fixtures that outlive one example, so each example checks what it changed."""
+    name = f"shop_{uuid.uuid4().hex[:12]}"
+    app = shop_app(postgres.create_database(name))
+    upgrade_to_head(app)
+    yield app
+    close_connections(app)
+    postgres.drop_database(name)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import pwd
 import shutil
@@ -11,6 +12,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -135,6 +138,30 @@ class PostgresServer:
     def drop_database(self, name: str) -> None:
         with self.admin() as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class _ErrorRecorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR or record.exc_info:
+            self.records.append(record)
+
+
+@contextmanager
+def logged_errors() -> Iterator[list[logging.LogRecord]]:
+    """The records logged at ERROR or with a traceback while the block runs (the app logs every
+    database error and unhandled exception so). A context manager rather than caplog: hypothesis
+    tests may only use fixtures that outlive one example."""
+    recorder = _ErrorRecorder()
+    root = logging.getLogger()
+    root.addHandler(recorder)
+    try:
+        yield recorder.records
+    finally:
+        root.removeHandler(recorder)
 
 
 def valid_checkout(**changes) -> dict[str, str]:

@@ -47,7 +47,10 @@ def test_empty_cart_page(client):
 
 @pytest.mark.parametrize("form", [{}, {"quantity": ""}, {"quantity": "abc"}, {"quantity": "1.5"},
                                   {"quantity": "0"}, {"quantity": "-3"}, {"quantity": "100"},
-                                  {"quantity": "9" * 40}])
+                                  {"quantity": "9" * 40}, {"quantity": "9" * 5000},
+                                  # int() accepts all three; a quantity is written with 0-9 only.
+                                  {"quantity": "٣"}, {"quantity": "+1"}, {"quantity": "1_0"},
+                                  {"quantity": "²"}])
 def test_bad_quantity_is_a_400_page_with_a_message(client, form):
     response = client.post("/add_to_cart/1", data=form)
     assert response.status_code == 400
@@ -99,6 +102,16 @@ def test_unknown_item_is_404(client, path):
     assert client.post(path, data={"quantity": "1"}).status_code == 404
 
 
+def test_ids_the_database_cannot_hold_are_404(client, sql):
+    add(client, 1, "2")
+    # Beyond PostgreSQL's integer, beyond 64 bits (SQLite), and a digit str.isdigit() accepts.
+    for item_id in ["2147483648", "9223372036854775808", "%C2%B2"]:
+        for route in ["/add_to_cart/{}", "/update_quantity/{}", "/remove_item/{}"]:
+            path = route.format(item_id)
+            assert client.post(path, data={"quantity": "1"}).status_code == 404, path
+    assert [row["quantity"] for row in cart_items(sql, client)] == [2]
+
+
 @pytest.mark.parametrize("path", ["/update_quantity/1", "/remove_item/1"])
 def test_item_changes_without_a_cart_cookie_are_404(client, path):
     assert client.post(path, data={"quantity": "1"}).status_code == 404
@@ -122,10 +135,13 @@ def test_carts_of_two_visitors_are_isolated(app, sql):
     assert bob_item["id"] != alice_item["id"]
 
 
-def test_forged_cart_cookie_starts_a_new_cart(app, sql):
+# A NUL would make PostgreSQL refuse the query rather than find no cart.
+@pytest.mark.parametrize("cookie", ["not-a-real-cart", "a\x00b", "😀" * 40, "00000000-0000-0000-0000-000000000000"])
+def test_forged_cart_cookie_starts_a_new_cart(app, sql, cookie):
     visitor = app.test_client()
-    visitor.set_cookie(CART_COOKIE, "not-a-real-cart")
+    visitor.set_cookie(CART_COOKIE, cookie)
     assert b"Your cart is empty" in visitor.get("/cart").data
+    assert visitor.post("/update_quantity/1", data={"quantity": "2"}).status_code == 404
     add(visitor, 3)
-    assert visitor.get_cookie(CART_COOKIE).value != "not-a-real-cart"
+    assert visitor.get_cookie(CART_COOKIE).value != cookie
     assert [row["product_id"] for row in cart_items(sql, visitor)] == [3]

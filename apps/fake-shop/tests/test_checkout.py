@@ -6,6 +6,7 @@ from datetime import date
 
 import pytest
 
+from fakeshop import checkout_form
 from fakeshop.carts import CART_COOKIE
 from tests.support import valid_checkout
 
@@ -119,6 +120,17 @@ def past_expiry() -> str:
     ({"cvv": "12"}, "cvv", "3 or 4 digits"),
     ({"cvv": "12a"}, "cvv", "3 or 4 digits"),
     ({"zip": "9" * 50}, "zip", "too long"),
+    # First and last name are stored together in a VARCHAR(200).
+    ({"first_name": "A" * 100}, "first_name", "too long"),
+    # Digits that str.isdigit() accepts: int() refuses superscripts, and takes Arabic-Indic digits
+    # no card network uses.
+    ({"card_number": "4111 1111 1111 111²"}, "card_number", "12 to 19 digits"),
+    ({"card_number": "٤١١١ ١١١١ ١١١١ ١١١١"}, "card_number", "12 to 19 digits"),
+    ({"expiry_date": "١٢/٣٠"}, "expiry_date", "MM/YY"),
+    ({"cvv": "١٢٣"}, "cvv", "3 or 4 digits"),
+    # PostgreSQL refuses NUL in text.
+    ({"email": "ana\x00@example.com"}, "email", "control character"),
+    ({"city": "São\x00Paulo"}, "city", "control character"),
 ])
 def test_invalid_checkout_is_400_with_the_message_and_the_entries_kept(client, sql, changes, field, message):
     cart = fill_cart(client, (1, 1))
@@ -146,8 +158,63 @@ def test_address_line_2_is_optional(client, sql):
     assert not order_row(sql, cart)["is_open"]
 
 
+def test_the_longest_accepted_entries_are_stored(client, sql):
+    """Each entry fits its column: PostgreSQL refuses a longer value where SQLite would store it."""
+    def longest(field):
+        return checkout_form.MAX_LENGTHS.get(field, checkout_form.DEFAULT_MAX_LENGTH)
+
+    cart = fill_cart(client, (1, 1))
+    entries = {field: "é" * longest(field) for field in ("first_name", "last_name", "address1", "address2",
+                                                          "city", "state", "country", "zip", "card_name")}
+    entries["email"] = "a" * (longest("email") - len("@example.com")) + "@example.com"
+    entries["mobile"] = "1" * longest("mobile")
+    assert client.post("/checkout", data=valid_checkout(**entries)).status_code == 302
+    row = order_row(sql, cart)
+    assert len(row["user_name"]) == longest("first_name") + 1 + longest("last_name")
+    assert (row["user_email"], row["city"]) == (entries["email"], entries["city"])
+
+
+def place_order(client) -> str:
+    """The confirmation page's path of a new order placed by ``client``."""
+    fill_cart(client, (1, 1))
+    response = client.post("/checkout", data=valid_checkout())
+    assert response.status_code == 302
+    return response.headers["Location"]
+
+
+def test_the_confirmation_is_only_for_the_browser_that_placed_the_order(app):
+    owner = app.test_client()
+    confirmation = place_order(owner)
+    assert b"Ana Silva" in owner.get(confirmation).data
+    other_shopper = app.test_client()
+    fill_cart(other_shopper, (2, 1))
+    for visitor in (app.test_client(), other_shopper):
+        response = visitor.get(confirmation)
+        assert response.status_code == 404
+        assert b"opens only in the browser that placed it" in response.data
+        assert b"Ana Silva" not in response.data and b"ana@example.com" not in response.data
+
+
+def test_the_owner_keeps_the_confirmation_after_shopping_again(app):
+    owner = app.test_client()
+    first = place_order(owner)
+    # The cart cookie is gone, except for the confirmation page.
+    assert owner.get_cookie(CART_COOKIE) is None
+    assert owner.get_cookie(CART_COOKIE, path=first) is not None
+    assert b"Your cart is empty" in owner.get("/cart").data
+    second = place_order(owner)  # a new cart, so a new cart cookie
+    assert owner.get(first).status_code == 200
+    assert owner.get(second).status_code == 200
+
+
 def test_unknown_order_confirmation_is_404(client):
     assert client.get("/order_confirmation/AAAAAAAAAA").status_code == 404
+
+
+@pytest.mark.parametrize("number", ["AAAAAAAAA", "AAAAAAAAAAA", "aaaaaaaaaa", "AAAAAAAAA0", "AAAAAAAAA%00",
+                                    "%C2%B2" * 10])
+def test_order_numbers_of_another_shape_are_404(client, number):
+    assert client.get(f"/order_confirmation/{number}").status_code == 404
 
 
 def test_open_cart_has_no_confirmation_page(client, sql):

@@ -45,10 +45,24 @@ def test_database_url_wins_and_plain_postgres_urls_use_psycopg_3(tmp_path):
     assert url_for_env(tmp_path, DATABASE_URL="sqlite:////data/x.db") == "sqlite:////data/x.db"
 
 
-@pytest.mark.parametrize("port", ["fifty", "0", "70000", "-1"])
+@pytest.mark.parametrize("port", ["fifty", "0", "70000", "-1", "²", "9" * 5000])
 def test_bad_db_port_names_the_variable(tmp_path, port):
     with pytest.raises(config.ConfigError, match="DB_PORT must be a TCP port number"):
         url_for_env(tmp_path, DB_PORT=port)
+
+
+def test_request_size_limit_is_64_kib_unless_set():
+    assert config.config_from_env({})["MAX_CONTENT_LENGTH"] == 64 * 1024
+    assert config.config_from_env({"MAX_CONTENT_LENGTH": " 1048576 "})["MAX_CONTENT_LENGTH"] == 1048576
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("MAX_CONTENT_LENGTH", "0"), ("MAX_CONTENT_LENGTH", "64k"), ("MAX_CONTENT_LENGTH", "²"),
+    ("MAX_CONTENT_LENGTH", "9" * 5000), ("DB_WAIT_TIMEOUT", "-1"), ("DB_WAIT_TIMEOUT", "²"),
+])
+def test_bad_numbers_name_the_variable(variable, value):
+    with pytest.raises(config.ConfigError, match=f"{variable} must be a whole number of"):
+        config.config_from_env({variable: value})
 
 
 def test_bad_database_url_names_the_variable(tmp_path):

@@ -45,9 +45,10 @@ def test_config_reads_port_and_workers(monkeypatch):
     assert (settings["bind"], settings["workers"]) == ("0.0.0.0:8080", 5)
 
 
-def test_config_refuses_a_bad_worker_count(monkeypatch):
+@pytest.mark.parametrize("workers", ["0", "many", "²", "9" * 5000])
+def test_config_refuses_a_bad_worker_count(monkeypatch, workers):
     with pytest.raises(SystemExit, match="GUNICORN_WORKERS must be a whole number"):
-        load_config(monkeypatch, GUNICORN_WORKERS="many")
+        load_config(monkeypatch, GUNICORN_WORKERS=workers)
 
 
 def live_gauge_pids(directory) -> set[int]:

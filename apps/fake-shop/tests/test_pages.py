@@ -2,6 +2,10 @@
 
 import pytest
 
+from fakeshop.config import DEFAULT_MAX_CONTENT_LENGTH
+from fakeshop.database import upgrade_to_head
+from tests.support import valid_checkout
+
 CATALOGUE_SIZE = 9
 
 
@@ -32,7 +36,13 @@ def test_detail_page_shows_product_and_add_to_cart_form(client):
     assert 'action="/add_to_cart/1"' in page and 'name="quantity"' in page
 
 
-@pytest.mark.parametrize("path", ["/detail/999", "/detail/0", "/detail/abc", "/no-such-page"])
+@pytest.mark.parametrize("path", [
+    "/detail/999", "/detail/0", "/detail/abc", "/no-such-page", "/detail/-1",
+    # Beyond PostgreSQL's integer, beyond 64 bits (SQLite), beyond the 4300 digits int() converts.
+    "/detail/2147483648", "/detail/9223372036854775808", "/detail/" + "9" * 5000,
+    # Digits str.isdigit() accepts ('²', Arabic-Indic '١'), and NUL.
+    "/detail/%C2%B2", "/detail/%D9%A1", "/detail/1%00",
+])
 def test_unknown_pages_are_404_pages(client, path):
     response = client.get(path)
     assert response.status_code == 404
@@ -92,3 +102,37 @@ def test_metrics_in_prometheus_text_format_count_requests(client):
     assert 'flask_http_request_duration_seconds_count{method="GET",path="/shop",status="200"}' in body
     assert "flask_http_requests_in_progress" in body
     assert 'path="/metrics"' not in body
+
+
+def test_metrics_labels_keep_to_known_methods_and_routes(client):
+    client.open("/shop", method="BREW")
+    client.get("/detail/424242")
+    client.get("/no/such/page")
+    body = client.get("/metrics").get_data(as_text=True)
+    # A made-up method or a raw path would be a new series for every new value a client sends.
+    assert "BREW" not in body
+    assert 'flask_http_request_total{method="other",status="405"}' in body
+    assert 'path="/detail/<id:product_id>",status="404"' in body
+    assert "/no/such/page" not in body and 'path="<unmatched>",status="404"' in body
+
+
+def test_a_body_over_the_limit_is_a_413_page_on_every_route(client, sql):
+    client.post("/add_to_cart/2", data={"quantity": "1"})
+    before = sql("SELECT count(*) AS lines, sum(quantity) AS quantities FROM order_items")
+    form = {**valid_checkout(), "quantity": "1", "padding": "x" * DEFAULT_MAX_CONTENT_LENGTH}
+    for method, path in [("POST", "/add_to_cart/1"), ("POST", "/checkout"), ("POST", "/remove_item/1"),
+                         ("GET", "/shop")]:
+        response = client.open(path, method=method, data=form)
+        assert response.status_code == 413, path
+        assert b"The request is larger than the 65,536 bytes the shop accepts." in response.data
+    assert sql("SELECT count(*) AS lines, sum(quantity) AS quantities FROM order_items") == before
+    assert b"Stream Deck" in client.get("/cart").data  # the cart is still open
+
+
+def test_the_request_size_limit_is_configurable(database_url, make_app):
+    app = make_app(database_url, MAX_CONTENT_LENGTH=1000)
+    upgrade_to_head(app)
+    client = app.test_client()
+    response = client.post("/add_to_cart/1", data={"quantity": "1", "padding": "x" * 1000})
+    assert response.status_code == 413 and b"larger than the 1,000 bytes" in response.data
+    assert client.post("/add_to_cart/1", data={"quantity": "1", "padding": "x" * 900}).status_code == 302

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,9 @@ SPECIAL_FIELD = "incluir_caracteres_especiais"
 CHECKED = "on"
 
 _LENGTH_RULE = f"'{LENGTH_FIELD}' must be an integer from {MIN_LENGTH} to {MAX_LENGTH}"
+# ASCII only: str.isdigit() and int() also take other scripts' digits ('١٢'), and int() takes
+# '+12' and '1_2' too; a form length is written with 0-9.
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
 class InvalidOptions(ValueError):
@@ -31,14 +35,8 @@ class PasswordOptions:
     @classmethod
     def from_form(cls, form: Mapping[str, str]) -> PasswordOptions:
         raw_length = form.get(LENGTH_FIELD, "").strip()
-        if raw_length == "":
-            length = DEFAULT_LENGTH
-        elif raw_length.isascii() and raw_length.isdigit():
-            length = _checked_length(int(raw_length))
-        else:
-            raise InvalidOptions(f"{_LENGTH_RULE}, got {raw_length[:20]!r}")
         return cls(
-            length=length,
+            length=_length_from_text(raw_length) if raw_length else DEFAULT_LENGTH,
             include_digits=form.get(DIGITS_FIELD) == CHECKED,
             include_special=form.get(SPECIAL_FIELD) == CHECKED,
         )
@@ -69,6 +67,20 @@ class PasswordOptions:
         )
 
 
+def _length_from_text(text: str) -> int:
+    """The form's `tamanho` as an int in MIN_LENGTH..MAX_LENGTH, or InvalidOptions.
+
+    The digits are counted before int() sees them: int() refuses strings of more than 4300
+    digits with a ValueError, and a long run of digits is just a length out of range.
+    """
+    if not _ASCII_DIGITS.fullmatch(text):
+        raise InvalidOptions(f"{_LENGTH_RULE}, got {text[:20]!r}")
+    significant_digits = text.lstrip("0") or "0"
+    if len(significant_digits) > len(str(MAX_LENGTH)):
+        raise InvalidOptions(f"{_LENGTH_RULE}, got {_shortened(significant_digits)}")
+    return _checked_length(int(significant_digits))
+
+
 def _checked_length(length: int) -> int:
     if not MIN_LENGTH <= length <= MAX_LENGTH:
         raise InvalidOptions(f"{_LENGTH_RULE}, got {_shortened(length)}")
@@ -96,6 +108,6 @@ def _json_type_name(value: Any) -> str:
     return "object"
 
 
-def _shortened(number: int | float) -> str:
+def _shortened(number: int | float | str) -> str:
     text = str(number)
     return text if len(text) <= 20 else f"{text[:20]}..."

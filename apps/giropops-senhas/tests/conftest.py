@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,6 +51,30 @@ def counter_value(client) -> float:
     match = re.search(r"^senha_gerada_total ([0-9.e+]+)$", body, re.MULTILINE)
     assert match, f"senha_gerada_total missing from /metrics:\n{body}"
     return float(match.group(1))
+
+
+class _ErrorRecorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR or record.exc_info:
+            self.records.append(record)
+
+
+@contextmanager
+def logged_errors() -> Iterator[list[logging.LogRecord]]:
+    """The records logged at ERROR or with a traceback while the block runs (Flask logs every
+    unhandled exception so). A context manager rather than caplog: hypothesis tests may only use
+    fixtures that outlive one example."""
+    recorder = _ErrorRecorder()
+    root = logging.getLogger()
+    root.addHandler(recorder)
+    try:
+        yield recorder.records
+    finally:
+        root.removeHandler(recorder)
 
 
 class RedisServer:

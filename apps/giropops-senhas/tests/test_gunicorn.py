@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import runpy
 import signal
 import socket
 import subprocess
@@ -135,3 +136,10 @@ def test_gunicorn_refuses_to_start_with_a_bad_setting(tmp_path):
             pytest.fail(f"gunicorn kept running with REDIS_PORT=not-a-port. {log_of(log_path)}")
     assert process.returncode != 0
     assert "REDIS_PORT must be an integer from 1 to 65535, got 'not-a-port'" in log_path.read_text()
+
+
+@pytest.mark.parametrize("workers", ["0", "many", "²", "9" * 5000])
+def test_gunicorn_conf_refuses_a_bad_worker_count(monkeypatch, workers):
+    monkeypatch.setenv("GUNICORN_WORKERS", workers)
+    with pytest.raises(SystemExit, match="GUNICORN_WORKERS must be a positive integer"):
+        runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))

@@ -105,6 +105,10 @@ def test_passwords_are_html_escaped(client, redis_client):
         ("-8", "&#39;tamanho&#39; must be an integer from 4 to 128, got &#39;-8&#39;"),
         ("12.5", "got &#39;12.5&#39;"),
         ("١٢", "got &#39;١٢&#39;"),
+        # str.isdigit() accepts it, int() does not.
+        ("²", "got &#39;²&#39;"),
+        # More digits than int() converts (4300).
+        ("9" * 5000, "must be an integer from 4 to 128, got 99999999999999999999..."),
     ],
 )
 def test_bad_length_shows_a_message_with_400(client, redis_client, length, expected):

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from fakeshop import carts
+from fakeshop import carts, parse
 from fakeshop.blueprints.shop import product_or_404
 from fakeshop.database import db
 from fakeshop.models import OrderItem
@@ -10,19 +10,19 @@ from fakeshop.models import OrderItem
 bp = Blueprint("cart", __name__)
 
 
-@bp.post("/add_to_cart/<int:product_id>")
+@bp.post("/add_to_cart/<id:product_id>")
 def add_to_cart(product_id: int):
     product = product_or_404(product_id)
     try:
-        quantity = carts.parse_quantity(request.form.get("quantity"))
-    except carts.QuantityError as error:
+        quantity = parse.quantity(request.form.get("quantity"))
+    except parse.InvalidInput as error:
         return render_template("detail.html", product=product, error=str(error)), 400
     cart = carts.current_cart() or carts.new_cart()
     item = next((item for item in cart.items if item.product_id == product.id), None)
     if item is None:
         cart.items.append(OrderItem(product=product, quantity=quantity, price=product.price))
-    elif item.quantity + quantity > carts.MAX_QUANTITY:
-        message = f"You already have {item.quantity} in your cart; at most {carts.MAX_QUANTITY} per product."
+    elif item.quantity + quantity > parse.MAX_QUANTITY:
+        message = f"You already have {item.quantity} in your cart; at most {parse.MAX_QUANTITY} per product."
         return render_template("detail.html", product=product, error=message), 400
     else:
         item.quantity += quantity
@@ -37,19 +37,19 @@ def show():
     return render_template("cart.html", cart=cart, items=cart.items if cart else [])
 
 
-@bp.post("/update_quantity/<int:item_id>")
+@bp.post("/update_quantity/<id:item_id>")
 def update_quantity(item_id: int):
     item = carts.item_in_cart(item_id)
     try:
-        item.quantity = carts.parse_quantity(request.form.get("quantity"))
-    except carts.QuantityError as error:
+        item.quantity = parse.quantity(request.form.get("quantity"))
+    except parse.InvalidInput as error:
         return render_template("cart.html", cart=item.order, items=item.order.items, error=str(error)), 400
     db.session.commit()
     flash(f"{item.product.name}: quantity set to {item.quantity}.", "success")
     return redirect(url_for("cart.show"))
 
 
-@bp.post("/remove_item/<int:item_id>")
+@bp.post("/remove_item/<id:item_id>")
 def remove_item(item_id: int):
     item = carts.item_in_cart(item_id)
     name = item.product.name

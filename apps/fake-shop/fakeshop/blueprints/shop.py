@@ -22,7 +22,7 @@ def catalogue():
     return render_template("shop.html", products=products)
 
 
-@bp.get("/detail/<int:product_id>")
+@bp.get("/detail/<id:product_id>")
 def detail(product_id: int):
     return render_template("detail.html", product=product_or_404(product_id))
 
