@@ -1,10 +1,10 @@
 #!/bin/sh
-# Assembles a distroless root filesystem in $ROOTFS from the Debian packages named as arguments.
+# Turns an unpacked root filesystem (unpack-packages.sh) into the distroless one: assemble-rootfs.sh ROOT
 #
-# Runs inside a Debian build stage (never in the final image, which has no shell). Each package is
-# unpacked without running its maintainer scripts and recorded under var/lib/dpkg/status.d/, the
-# layout scanners (Trivy, Syft) read for OS packages in distroless images. Files nothing at run time
-# needs (docs, man pages, translations, test suites, extra tools) are pruned; the package records stay.
+# Runs in a Debian build stage (never in the final image, which has no shell). Files nothing at run time needs
+# (docs, man pages, translations, test suites, extra tools) are pruned; the package records stay. The standard
+# library is compiled to bytecode, the non-root user added, and the build fails when a binary needs a library
+# outside the closure.
 #
 # Two optional, space-separated lists (the [rootfs] table of the image's image.toml) leave out more:
 # ROOTFS_PRUNE names paths (relative to /) that no process of this image runs or reads, and
@@ -12,32 +12,8 @@
 # that the image's app and its packages never import.
 set -eu
 
-: "${ROOTFS:?ROOTFS must name the directory to assemble}"
-debs=/var/cache/debs
-mkdir -p "$ROOTFS" "$debs" "$ROOTFS/var/lib/dpkg/status.d"
-
-apt-get update -qq
-# apt-get download refuses to overwrite a cached file it would fetch again: work in the cache mount.
-cd "$debs"
-apt-get download -qq "$@"
-
-for package in "$@"; do
-    deb=$(ls -t "${package}"_*.deb | head -n 1)
-    dpkg-deb --extract "$deb" "$ROOTFS"
-    {
-        dpkg-deb --field "$deb" Package Version Architecture Source Maintainer Installed-Size Depends Pre-Depends Multi-Arch Homepage Description
-        echo "Status: install ok installed"
-    } > "$ROOTFS/var/lib/dpkg/status.d/$package"
-    dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./md5sums > "$ROOTFS/var/lib/dpkg/status.d/$package.md5sums" 2>/dev/null || true
-done
-# Versions of packages fetched before an update would linger in the cache; keep only what was used.
-find "$debs" -name '*.deb' -mtime +30 -delete
-
-cd "$ROOTFS"
-# usr-merge: Debian 13 packages ship /usr/lib etc.; the top-level links must exist for the loader path.
-for dir in bin lib lib64 sbin; do
-    [ -e "$dir" ] || ln -s "usr/$dir" "$dir"
-done
+cd "$1"
+ROOTFS=$(pwd)
 
 # Prune what no process of the image runs or reads.
 find usr/share/doc -mindepth 2 ! -name copyright -delete 2>/dev/null || true
@@ -77,8 +53,11 @@ find usr/lib/python3.13 -depth -name __pycache__ -exec rm -rf {} + 2>/dev/null |
 # that tracebacks show no source line for standard-library frames. The app keeps its sources.
 # Optimization level 2 (as `python -OO`) leaves docstrings and asserts out of the bytecode; CPython's
 # own test suite runs at that level, so the standard library works without them.
+# Unchecked hash-based pycs carry no source time (the image never changes), and PYTHONHASHSEED=0 orders
+# sets the same way every build: the same sources give the same bytes.
 if [ -x usr/bin/python3.13 ]; then
-    chroot "$ROOTFS" /usr/bin/python3.13 -m compileall -q -b -o 2 /usr/lib/python3.13 >/dev/null
+    env -i LANG=C.UTF-8 PYTHONHASHSEED=0 "$(command -v chroot)" "$ROOTFS" /usr/bin/python3.13 \
+        -m compileall -q -b -o 2 --invalidation-mode unchecked-hash /usr/lib/python3.13 >/dev/null
     find usr/lib/python3.13 -name '*.py' -delete
     # What the compiler's own imports cached in the usual place is a second copy.
     find usr/lib/python3.13 -depth -name __pycache__ -exec rm -rf {} +

@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use xshell::{cmd, Shell};
 
-use crate::context::Context;
-use crate::stamp::Stamp;
 
 /// The engine that answered, and how this machine builds images for it.
 #[derive(Debug)]
@@ -97,26 +95,6 @@ pub fn image_id_and_size(sh: &Shell, reference: &str) -> Result<(String, u64)> {
         .with_context(|| format!("inspecting image {reference}"))?;
     let (id, size) = line.split_once('\t').context("unexpected `docker image inspect` output")?;
     Ok((id.to_owned(), size.trim().parse().context("image size is not a number")?))
-}
-
-/// The image exported from the engine (`docker save`) into `out/images/<name>.tar`, once per image id: every
-/// scanner reads this one archive, which works with any engine version and needs no access to the engine's API.
-pub fn export(ctx: &Context, name: &str, reference: &str) -> Result<PathBuf> {
-    let (id, _) = image_id_and_size(&ctx.sh, reference)
-        .with_context(|| format!("the image {reference} does not exist in the Docker engine: build it first"))?;
-    let archive = ctx.out.image_archive(name);
-    let stamp = Stamp::new(archive.with_extension("tar.id"), id);
-    if archive.is_file() && stamp.is_current() {
-        return Ok(archive);
-    }
-    std::fs::create_dir_all(archive.parent().context("archive path has no parent")?)?;
-    let sh = &ctx.sh;
-    cmd!(sh, "docker save --output {archive} {reference}")
-        .quiet()
-        .run()
-        .with_context(|| format!("`docker save {reference}` failed"))?;
-    stamp.record()?;
-    Ok(archive)
 }
 
 /// The host, as written in a URL, where the engine publishes container ports: the DOCKER_HOST machine

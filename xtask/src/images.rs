@@ -46,6 +46,8 @@ pub struct Settings {
     /// What the root filesystem leaves out, beyond what every image prunes.
     #[serde(default)]
     pub rootfs: Rootfs,
+    /// The Python virtual environment the image installs, if it has one.
+    pub venv: Option<Venv>,
     /// Adjustments of the workspace scan policy (`scan-policy.toml`) for this image.
     #[serde(default)]
     pub scan: PolicyOverride,
@@ -96,6 +98,14 @@ pub struct Rootfs {
     /// Top-level standard-library modules or packages that the app and its packages never import.
     #[serde(default)]
     pub python_stdlib_omit: Vec<String>,
+}
+
+/// The app's virtual environment, installed in the build from the wheels of its hash-pinned lock.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Venv {
+    /// The app's `requirements.lock`, relative to the workspace root.
+    pub requirements: PathBuf,
 }
 
 /// Targets and baselines of `cargo xtask bench` for this image.

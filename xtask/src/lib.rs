@@ -19,8 +19,12 @@ pub mod stamp;
 pub mod built;
 pub mod debian;
 pub mod debian_base;
+pub mod image_diff;
+pub mod oci;
 pub mod pinned_tools;
+pub mod staging;
 pub mod static_launcher;
+pub mod wheels;
 
 // Supply chain.
 pub mod cosign;

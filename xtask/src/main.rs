@@ -40,6 +40,9 @@ enum Command {
     Sbom(sbom::SbomArgs),
     /// Push the images by digest to a registry, sign them, attach their SBOMs, and verify all of it (runs ci first).
     Release(release::ReleaseArgs),
+    /// Build the images again in a fresh clone (other time zone, umask, file times, no build cache) and compare the
+    /// digests; or compare released images with this commit's build (--release).
+    Reproduce(reproduce::ReproduceArgs),
     /// Verify an image's signature (and SBOM attestation) before deploying it; prints the digest it verified.
     Verify(verify::VerifyArgs),
     /// Measure the images against common baselines, side by side; writes docs/benchmarks.md.
@@ -74,6 +77,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Scan(args) => scan::run(&ctx, &args),
         Command::Sbom(args) => sbom::run(&ctx, &args),
         Command::Release(args) => release::run(&ctx, &args),
+        Command::Reproduce(args) => reproduce::run(&ctx, &args),
         Command::Verify(args) => verify::run(&ctx, &args),
         Command::Bench(args) => bench::run(&ctx, &args),
     }

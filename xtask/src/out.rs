@@ -20,9 +20,20 @@ impl Out {
         self.dir.join("build").join(format!("{image}.json"))
     }
 
-    /// The image exported once from the engine (`docker save`), read by every scanner: `out/images/<image>.tar`.
-    pub fn image_archive(&self, image: &str) -> PathBuf {
-        self.dir.join("images").join(format!("{image}.tar"))
+    /// The build context staged for an image's Dockerfile: `out/context/<image>/`.
+    pub fn build_context(&self, image: &str) -> PathBuf {
+        self.dir.join("context").join(image)
+    }
+
+    /// The wheels of an image's locks, for its build context: `out/wheels/<image>/`.
+    pub fn wheels(&self, image: &str) -> PathBuf {
+        self.dir.join("wheels").join(image)
+    }
+
+    /// The image as an OCI image layout, written by `build` and read by every scanner and by `release`:
+    /// `out/images/<image>/oci/`.
+    pub fn image_layout(&self, image: &str) -> PathBuf {
+        self.dir.join("images").join(image).join("oci")
     }
 
     /// The scan reports and SBOM of an image: `out/scan/<image>/`.

@@ -2,6 +2,7 @@
 //! output is streamed (a build, a test runner) and the one place that turns library errors into a readable line.
 
 use std::io::BufRead as _;
+use std::path::PathBuf;
 use std::process::ExitStatus;
 
 use anyhow::{Context as _, Result};
@@ -35,6 +36,16 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The CA bundle the host trusts: SSL_CERT_FILE, PIP_CERT, or the system bundle. Behind a TLS-intercepting proxy
+/// it holds the proxy's CA, which pip and the builds that reach PyPI must trust.
+pub fn host_ca_bundle() -> Option<PathBuf> {
+    ["SSL_CERT_FILE", "PIP_CERT"]
+        .iter()
+        .filter_map(|var| std::env::var_os(var).map(PathBuf::from))
+        .chain(std::iter::once(PathBuf::from("/etc/ssl/certs/ca-certificates.crt")))
+        .find(|path| path.is_file())
 }
 
 #[cfg(test)]

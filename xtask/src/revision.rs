@@ -10,14 +10,12 @@ pub struct Revision {
     /// What images are tagged with: 12 hex digits, and `-dirty` when the tree has uncommitted changes.
     pub tag: String,
     pub dirty: bool,
-    /// The commit time, ISO 8601.
+    /// The commit time in seconds since the epoch: every timestamp of a reproducible image (`SOURCE_DATE_EPOCH`).
+    pub commit_time: u64,
+    /// The commit time, RFC 3339 in UTC.
     pub created: String,
-    /// `X.Y.Z` when HEAD carries the tag `vX.Y.Z`, else `0.0.0-<tag>`.
-    pub version: String,
     /// `vX.Y.Z` tags on HEAD: a commit tagged so is a versioned release.
     pub version_tags: Vec<String>,
-    /// Where the source lives (the OCI `source` label).
-    pub source: String,
 }
 
 impl Revision {
@@ -30,22 +28,15 @@ impl Revision {
         let dirty = !read(&["status", "--porcelain", "--untracked-files=normal"])?.is_empty();
         let short = &commit[..12.min(commit.len())];
         let tag = if dirty { format!("{short}-dirty") } else { short.to_owned() };
-        let created = read(&["log", "-1", "--format=%cI"])?;
+        let commit_time: u64 = read(&["log", "-1", "--format=%ct"])?.parse().context("reading the commit time")?;
+        let created = jiff::Timestamp::from_second(commit_time as i64).context("the commit time")?.to_string();
         let version_tags: Vec<String> = read(&["tag", "--points-at", "HEAD"])?
             .lines()
             .map(str::trim)
             .filter(|tag| is_version(tag))
             .map(str::to_owned)
             .collect();
-        let version = match version_tags.first() {
-            Some(version) if !dirty => version.trim_start_matches('v').to_owned(),
-            _ => format!("0.0.0-{tag}"),
-        };
-        let source = match (std::env::var("GITHUB_SERVER_URL"), std::env::var("GITHUB_REPOSITORY")) {
-            (Ok(server), Ok(repository)) => format!("{server}/{repository}"),
-            _ => read(&["config", "--get", "remote.origin.url"]).unwrap_or_default(),
-        };
-        Ok(Revision { commit, tag, dirty, created, version, version_tags, source })
+        Ok(Revision { commit, tag, dirty, commit_time, created, version_tags })
     }
 }
 

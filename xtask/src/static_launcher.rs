@@ -10,8 +10,12 @@ use crate::context::Context;
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const CARGO_AUDITABLE_VERSION: &str = "0.7.7";
 
-/// Builds `launcher` for musl with cargo-auditable, so that scanners can list its crates,
-/// and returns the path of the binary.
+/// Where the Dockerfiles copy the launcher from, relative to the build context.
+pub const CONTEXT_PATH: &str = "target/x86_64-unknown-linux-musl/launcher/launcher";
+
+/// Builds `launcher` for musl with cargo-auditable, so that scanners can list its crates, and returns the path of
+/// the binary. The binary is the same wherever the checkout, the cargo home and the target folder are: their paths
+/// are remapped to fixed ones (rustc writes source paths into panic locations), and rust-toolchain.toml pins rustc.
 pub fn build(ctx: &Context) -> Result<PathBuf> {
     ensure_musl_target(ctx)?;
     let cargo_auditable = ensure_cargo_auditable(ctx)?;
@@ -21,11 +25,21 @@ pub fn build(ctx: &Context) -> Result<PathBuf> {
         std::iter::once(cargo_auditable.parent().unwrap().to_path_buf())
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| ctx.root.join("target"), PathBuf::from);
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    // The last matching prefix wins: the target folder may lie inside the checkout.
+    let remaps = [(&ctx.root, "/workspace"), (&cargo_home, "/cargo"), (&target_dir, "/target")]
+        .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
+        .join(" ");
     cmd!(sh, "cargo auditable build --quiet --locked --package launcher --profile launcher --target {MUSL_TARGET}")
         .env("PATH", path)
+        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS", remaps)
         .run()
         .context("building the static launcher (cargo auditable build --target x86_64-unknown-linux-musl)")?;
-    let binary = ctx.root.join("target").join(MUSL_TARGET).join("launcher").join("launcher");
+    let binary = target_dir.join(MUSL_TARGET).join("launcher").join("launcher");
     anyhow::ensure!(binary.is_file(), "cargo built the launcher but {} is missing", binary.display());
     Ok(binary)
 }

@@ -133,9 +133,9 @@ pub fn parse(text: &str) -> Result<Report> {
     Ok(report)
 }
 
-/// Scans an image archive (`docker save`) into a JSON report: vulnerabilities and secrets, and every package, which
+/// Scans an image (an OCI layout folder or a `docker save` archive) into a JSON report: vulnerabilities and secrets, and every package, which
 /// proves what Trivy saw.
-pub fn scan(ctx: &Context, archive: &Path, report: &Path, database: Database) -> Result<()> {
+pub fn scan(ctx: &Context, image: &Path, report: &Path, database: Database) -> Result<()> {
     // Trivy's databases are bolt files that one process at a time may hold: scans of this process take turns.
     static SCANNING: Mutex<()> = Mutex::new(());
     let trivy = pinned_tools::ensure(ctx, Tool::Trivy)?;
@@ -147,7 +147,7 @@ pub fn scan(ctx: &Context, archive: &Path, report: &Path, database: Database) ->
     // The layer cache stays in memory: an image is scanned once per build.
     cmd!(
         sh,
-        "{trivy} image --input {archive} --scanners vuln,secret --list-all-pkgs --cache-backend memory
+        "{trivy} image --input {image} --scanners vuln,secret --list-all-pkgs --cache-backend memory
          --no-progress --format json --output {report} {database_args...}"
     )
     .run()

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{Context as _, Result};
@@ -15,16 +16,17 @@ use xtask::context::Context;
 use common::require;
 use xtask::pinned_tools::{self, Tool};
 use xtask::policy::{self, AllowEntry, Policy, PolicyOverride};
-use xtask::stages::scan::{scan_reference, table, ScanOutcome};
+use xtask::stages::scan::{scan_source, table, ImageSource, ScanOutcome};
 use xtask::trivy;
 use xtask::trivy_db::Database;
 
 const FIXTURE_REFERENCE: &str = "xtask-test/flask-2.2.2:fixture";
 
-/// Context, tools and the fixture image, each made once per test process. The fixture's build is shared: when it
-/// failed, every test that needs it reports that failure again (under CI: fails), none passes without running.
-fn prerequisites() -> Option<Context> {
-    static FIXTURE: Mutex<Option<Result<(), String>>> = Mutex::new(None);
+/// Context, tools and the fixture image (saved as a `docker save` archive for the scanners), each made once per test
+/// process. The fixture's build is shared: when it failed, every test that needs it reports that failure again
+/// (under CI: fails), none passes without running.
+fn prerequisites() -> Option<(Context, PathBuf)> {
+    static FIXTURE: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
     let ctx = Context::discover().expect("workspace");
     require("the Docker engine", ctx.engine().map(drop))?;
     require("trivy", pinned_tools::ensure(&ctx, Tool::Trivy))?;
@@ -32,11 +34,11 @@ fn prerequisites() -> Option<Context> {
     require("syft", pinned_tools::ensure(&ctx, Tool::Syft))?;
     let mut built = FIXTURE.lock().unwrap_or_else(|poison| poison.into_inner());
     let built = built.get_or_insert_with(|| build_fixture(&ctx).map_err(|error| format!("{error:#}")));
-    require("the fixture image", built.clone().map_err(anyhow::Error::msg))?;
-    Some(ctx)
+    let archive = require("the fixture image", built.clone().map_err(anyhow::Error::msg))?;
+    Some((ctx, archive))
 }
 
-fn build_fixture(ctx: &Context) -> Result<()> {
+fn build_fixture(ctx: &Context) -> Result<PathBuf> {
     let dir = ctx.root.join("tests/fixtures/flask-2.2.2");
     // A FROM-scratch image with two COPY lines: the classic builder does it with any CLI.
     cmd!(ctx.sh, "docker build --quiet --tag {FIXTURE_REFERENCE} {dir}")
@@ -44,7 +46,15 @@ fn build_fixture(ctx: &Context) -> Result<()> {
         .quiet()
         .ignore_stdout()
         .run()
-        .context("building tests/fixtures/flask-2.2.2")
+        .context("building tests/fixtures/flask-2.2.2")?;
+    let archive = ctx.out.dir().join("test").join(format!("flask-2.2.2-{}.tar", std::process::id()));
+    std::fs::create_dir_all(archive.parent().unwrap())?;
+    cmd!(ctx.sh, "docker save --output {archive} {FIXTURE_REFERENCE}").run().context("saving the fixture image")?;
+    Ok(archive)
+}
+
+fn fixture(archive: &std::path::Path) -> ImageSource<'_> {
+    ImageSource { path: archive, reference: FIXTURE_REFERENCE }
 }
 
 fn workspace_policy(ctx: &Context, allow: Vec<AllowEntry>) -> Policy {
@@ -60,14 +70,14 @@ fn flask_entry(expires: Date) -> AllowEntry {
     }
 }
 
-fn scan(ctx: &Context, name: &str, policy: &Policy) -> ScanOutcome {
-    scan_reference(ctx, name, FIXTURE_REFERENCE, policy, Database::Offline).expect("the scan runs")
+fn scan(ctx: &Context, archive: &std::path::Path, name: &str, policy: &Policy) -> ScanOutcome {
+    scan_source(ctx, name, &fixture(archive), policy, Database::Offline).expect("the scan runs")
 }
 
 #[test]
 fn flask_2_2_2_fails_the_gate_naming_cve_2023_30861() {
-    let Some(ctx) = prerequisites() else { return };
-    let outcome = scan(&ctx, "test-flask-2.2.2", &workspace_policy(&ctx, Vec::new()));
+    let Some((ctx, archive)) = prerequisites() else { return };
+    let outcome = scan(&ctx, &archive, "test-flask-2.2.2", &workspace_policy(&ctx, Vec::new()));
 
     assert!(!outcome.passed, "{}", outcome.message);
     assert!(outcome.message.contains("FAILED"), "{}", outcome.message);
@@ -95,10 +105,10 @@ fn flask_2_2_2_fails_the_gate_naming_cve_2023_30861() {
 
 #[test]
 fn an_allow_list_entry_expiring_in_the_future_lets_it_pass() {
-    let Some(ctx) = prerequisites() else { return };
+    let Some((ctx, archive)) = prerequisites() else { return };
     let next_year = Date::new(policy::today().year() + 1, 12, 31).unwrap();
     let policy = workspace_policy(&ctx, vec![flask_entry(next_year)]);
-    let outcome = scan(&ctx, "test-flask-2.2.2-allowed", &policy);
+    let outcome = scan(&ctx, &archive, "test-flask-2.2.2-allowed", &policy);
     assert!(outcome.passed, "{}", outcome.message);
     assert!(outcome.decisive.is_empty());
     let expected = format!("excused until {next_year}: cve-2023-30861 in flask");
@@ -107,9 +117,9 @@ fn an_allow_list_entry_expiring_in_the_future_lets_it_pass() {
 
 #[test]
 fn an_expired_allow_list_entry_fails_and_says_it_expired() {
-    let Some(ctx) = prerequisites() else { return };
+    let Some((ctx, archive)) = prerequisites() else { return };
     let policy = workspace_policy(&ctx, vec![flask_entry("2024-01-31".parse().unwrap())]);
-    let outcome = scan(&ctx, "test-flask-2.2.2-expired", &policy);
+    let outcome = scan(&ctx, &archive, "test-flask-2.2.2-expired", &policy);
     assert!(!outcome.passed, "{}", outcome.message);
     assert!(outcome.decisive.iter().any(|finding| finding.id == "CVE-2023-30861"));
     assert!(
@@ -121,8 +131,8 @@ fn an_expired_allow_list_entry_fails_and_says_it_expired() {
 
 #[test]
 fn the_sbom_lists_the_debian_and_the_python_packages() {
-    let Some(ctx) = prerequisites() else { return };
-    let path = xtask::stages::sbom::sbom_of(&ctx, "test-flask-2.2.2-sbom", FIXTURE_REFERENCE).expect("SBOM");
+    let Some((ctx, archive)) = prerequisites() else { return };
+    let path = xtask::stages::sbom::sbom_of(&ctx, "test-flask-2.2.2-sbom", &fixture(&archive)).expect("SBOM");
     let sbom: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let purls: Vec<&str> =
         sbom["components"].as_array().unwrap().iter().filter_map(|component| component["purl"].as_str()).collect();

@@ -122,11 +122,13 @@ pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
                 }
             }
             Step::Scan => per_image(&mut summary, step, &deliverables, |image, result| {
-                let outcome = super::scan::scan_image(ctx, image, &result.reference)?;
+                let record = built.get(&image.name).context("not built")?;
+                let outcome = super::scan::scan_image(ctx, image, record)?;
                 result.vulnerabilities =
                     outcome.counts.iter().map(|(severity, count)| (severity.to_string(), *count)).collect();
                 result.gate = Some(outcome.passed);
-                result.sbom = Some(super::sbom::sbom_of(ctx, &image.name, &result.reference)?);
+                let source = super::scan::ImageSource { path: &record.layout.dir, reference: &record.reference };
+                result.sbom = Some(super::sbom::sbom_of(ctx, &image.name, &source)?);
                 if !outcome.passed {
                     bail!("scan gate: {}", outcome.message);
                 }

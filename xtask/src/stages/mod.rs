@@ -8,6 +8,7 @@ pub mod ci;
 pub mod healthcheck;
 pub mod lock;
 pub mod release;
+pub mod reproduce;
 pub mod sbom;
 pub mod scan;
 pub mod test;

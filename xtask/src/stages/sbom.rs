@@ -9,6 +9,7 @@ use xshell::cmd;
 
 use crate::context::Context;
 use crate::pinned_tools::{self, Tool};
+use crate::stages::scan::ImageSource;
 
 #[derive(clap::Args)]
 pub struct SbomArgs {
@@ -18,21 +19,23 @@ pub struct SbomArgs {
 
 pub fn run(ctx: &Context, args: &SbomArgs) -> Result<()> {
     for image in ctx.select(&args.images)? {
-        let path = sbom_of(ctx, &image.name, &ctx.reference(&image.name)?)?;
+        let built = crate::built::Built::current(ctx, &image.name)?;
+        let source = ImageSource { path: &built.layout.dir, reference: &built.reference };
+        let path = sbom_of(ctx, &image.name, &source)?;
         println!("{}", path.display());
     }
     Ok(())
 }
 
-/// Writes the SBOM of a built image (any local reference) to `out/scan/<name>/` and returns its path.
-pub fn sbom_of(ctx: &Context, name: &str, reference: &str) -> Result<PathBuf> {
-    let describe = || format!("SBOM of {name} ({reference})");
+/// Writes the SBOM of an image to `out/scan/<name>/` and returns its path.
+pub fn sbom_of(ctx: &Context, name: &str, image: &ImageSource) -> Result<PathBuf> {
+    let describe = || format!("SBOM of {name} ({})", image.reference);
     let syft = pinned_tools::ensure(ctx, Tool::Syft).with_context(describe)?;
     let output = ctx.out.sbom(name);
     std::fs::create_dir_all(ctx.out.scan_dir(name))?;
     let _ = std::fs::remove_file(&output);
-    let archive = crate::docker::export(ctx, name, reference).with_context(describe)?;
-    let source = format!("docker-archive:{}", archive.display());
+    let scheme = if image.path.is_dir() { "oci-dir" } else { "docker-archive" };
+    let source = format!("{scheme}:{}", image.path.display());
     let format = format!("cyclonedx-json={}", output.display());
     let sh = &ctx.sh;
     cmd!(sh, "{syft} scan --quiet {source} --output {format}")

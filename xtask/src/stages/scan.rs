@@ -1,16 +1,17 @@
 //! `cargo xtask scan [IMAGE...]`: the CVE and secret gate.
 //!
-//! Trivy scans the exported image (Debian packages of the root filesystem, Python packages, secrets) into a JSON
+//! Trivy scans the image's OCI layout (Debian packages of the root filesystem, Python packages, secrets) into a JSON
 //! report; the gate reads it into typed structs and decides with the policy (`policy.rs`), never with Trivy's exit
 //! code. Per image it writes `out/scan/<image>/trivy.json` and `trivy.sarif` (for GitHub code scanning).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use comfy_table::{presets, Table};
 
+use crate::built::Built;
 use crate::context::Context;
 use crate::images::Image;
 use crate::policy::{self, Finding, Policy};
@@ -47,7 +48,7 @@ pub struct ScanOutcome {
 pub fn run(ctx: &Context, args: &ScanArgs) -> Result<()> {
     let mut failed = Vec::new();
     for image in ctx.select(&args.images)? {
-        let outcome = scan_image(ctx, image, &ctx.reference(&image.name)?)?;
+        let outcome = scan_image(ctx, image, &Built::current(ctx, &image.name)?)?;
         if !outcome.passed {
             failed.push(outcome.image);
         }
@@ -61,26 +62,34 @@ pub fn run(ctx: &Context, args: &ScanArgs) -> Result<()> {
 /// Scans one built image with the workspace policy and the image's `[scan]` override, prints the table of deciding
 /// findings and the verdict. An image that fails the gate is an `Ok` outcome with `passed == false`; errors are for
 /// scans that could not be made (no image, no Trivy, a corrupt report).
-pub fn scan_image(ctx: &Context, image: &Image, reference: &str) -> Result<ScanOutcome> {
+pub fn scan_image(ctx: &Context, image: &Image, built: &Built) -> Result<ScanOutcome> {
     let policy = Policy::load(&ctx.root, &image.settings.scan).with_context(|| format!("image {}", image.name))?;
-    scan_reference(ctx, &image.name, reference, &policy, Database::from_env())
+    let source = ImageSource { path: &built.layout.dir, reference: &built.reference };
+    scan_source(ctx, &image.name, &source, &policy, Database::from_env())
 }
 
-/// The scan behind `scan_image`, for any local image reference and policy; reports go to `out/scan/<name>/`.
-pub fn scan_reference(
+/// An image as the scanners read it: an OCI layout folder, or a `docker save` archive.
+pub struct ImageSource<'a> {
+    pub path: &'a Path,
+    /// What the image is called, for the output.
+    pub reference: &'a str,
+}
+
+/// The scan behind `scan_image`, for any image and policy; reports go to `out/scan/<name>/`.
+pub fn scan_source(
     ctx: &Context,
     name: &str,
-    reference: &str,
+    source: &ImageSource,
     policy: &Policy,
     database: Database,
 ) -> Result<ScanOutcome> {
+    let reference = source.reference;
     let started = Instant::now();
     let report_path = ctx.out.trivy_report(name);
     let sarif_path = ctx.out.trivy_sarif(name);
     std::fs::create_dir_all(ctx.out.scan_dir(name))?;
-    let archive = crate::docker::export(ctx, name, reference)?;
     eprintln!("xtask: trivy scanning {reference} ({})", database.describe());
-    trivy::scan(ctx, &archive, &report_path, database).with_context(|| format!("scanning {name} ({reference})"))?;
+    trivy::scan(ctx, source.path, &report_path, database).with_context(|| format!("scanning {name} ({reference})"))?;
     let report = trivy::read(&report_path).with_context(|| format!("scanning {name}"))?;
     trivy::convert_to_sarif(ctx, &report_path, &sarif_path).with_context(|| format!("scanning {name}"))?;
 

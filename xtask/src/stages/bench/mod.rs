@@ -108,7 +108,7 @@ impl Bench<'_> {
                 context_dir,
                 reference: &reference,
                 build_args,
-                labels: &[],
+                ca_bundle_secret: true,
                 cache_scope: &format!("bench-{folder}"),
             },
         )
