@@ -25,6 +25,11 @@ impl Out {
         self.dir.join("images").join(format!("{image}.tar"))
     }
 
+    /// The final image as an OCI image layout, pushed as it is: `out/images/<image>/oci`.
+    pub fn image_layout(&self, image: &str) -> PathBuf {
+        self.dir.join("images").join(image).join("oci")
+    }
+
     /// The scan reports and SBOM of an image: `out/scan/<image>/`.
     pub fn scan_dir(&self, image: &str) -> PathBuf {
         self.dir.join("scan").join(image)

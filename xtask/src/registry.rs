@@ -1,16 +1,22 @@
-//! Container registries over their HTTP API: image references, tag-to-digest resolution, referrers, and how a
-//! registry that cannot be reached is told apart from one that refuses.
+//! Container registries through `oci-client`: image references, tag-to-digest resolution, referrers, pushing an OCI
+//! image layout byte for byte, the credentials `docker login` stored (its config file, credential store and
+//! helpers), and how a registry that cannot be reached is told apart from one that refuses.
 
 use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-
-/// Every manifest type a tag may point to; without them a registry may answer with an older schema and its digest.
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
-    application/vnd.oci.image.manifest.v1+json, \
-    application/vnd.docker.distribution.manifest.list.v2+json, \
-    application/vnd.docker.distribution.manifest.v2+json";
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::{
+    OciImageIndex, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
+};
+use oci_client::secrets::RegistryAuth;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 /// `HOST[:PORT]/PATH[:TAG][@sha256:HEX]`, always with an explicit registry host: release and verify never guess one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,15 +97,15 @@ pub fn resolve_digest(reference: &Reference) -> Result<String> {
         return Ok(digest.clone());
     }
     let tag = reference.tag.as_deref().expect("a reference without a digest has a tag");
-    let mut session = Session::new(reference)?;
-    let response = session.request(Method::Head, &format!("manifests/{tag}"), MANIFEST_TYPES)?;
-    match response.status().as_u16() {
-        200 => header(&response, "docker-content-digest").with_context(|| {
-            format!("registry {} answered for {reference} without a Docker-Content-Digest header", reference.registry)
-        }),
-        404 => bail!("{reference} does not exist in registry {} (no such repository or tag)", reference.registry),
-        status => bail!("{}", session.refusal(status, &reference.to_string())),
-    }
+    let session = Session::new(&reference.registry)?;
+    let image = session.tagged(&reference.repository, tag);
+    session.run(session.client.fetch_manifest_digest(&image, &session.auth)).map_err(|error| {
+        if is_not_found(&error) {
+            anyhow::anyhow!("{reference} does not exist in registry {} (no such repository or tag)", reference.registry)
+        } else {
+            session.explain(error, &reference.to_string())
+        }
+    })
 }
 
 /// An artifact that refers to an image: a signature, an attestation.
@@ -117,150 +123,468 @@ const CREATED: &str = "org.opencontainers.image.created";
 /// The referrers of `digest`: from the OCI 1.1 referrers API, or on registries without it from the fallback tag
 /// `sha256-<hex>` that clients maintain instead.
 pub fn referrers(reference: &Reference, digest: &str) -> Result<Vec<Referrer>> {
-    let index_type = "application/vnd.oci.image.index.v1+json";
-    let mut session = Session::new(reference)?;
-    // Registries without the API answer 404, or some other refusal; either way the fallback tag is next.
-    let mut index = session.get_json(&format!("referrers/{digest}"), index_type).ok().flatten();
-    if index.is_none() {
-        index = session.get_json(&format!("manifests/{}", digest.replace(':', "-")), index_type)?;
-    }
-    let descriptors = index
-        .as_ref()
-        .and_then(|index| index.get("manifests"))
-        .and_then(|manifests| manifests.as_array())
-        .cloned()
-        .unwrap_or_default();
+    let session = Session::new(&reference.registry)?;
+    let repository = &reference.repository;
+    let subject = session.pinned(repository, digest);
+    // oci-client reads the fallback tag itself when the API answers 404; some registries refuse otherwise, and the
+    // fallback tag is next then too. Only an unreachable or refusing registry ends the search.
+    let entries = match session.run(session.client.pull_referrers(&subject, None)) {
+        Ok(index) => index.manifests.into_iter().map(|entry| (entry.digest, entry.annotations)).collect(),
+        Err(error) if unreachable_cause(&error).is_some() || refusal(&error).is_some() => {
+            return Err(session.explain(error, &format!("the referrers of {}", reference.pinned(digest))));
+        }
+        Err(_) => session.fallback_referrers(repository, digest)?,
+    };
     let mut referrers = Vec::new();
-    for descriptor in descriptors {
-        let digest = descriptor["digest"].as_str().context("a referrer without digest")?.to_owned();
+    for (digest, annotations) in entries {
         // Older clients leave the annotations out of the fallback index; the manifest itself carries them.
-        let annotations = match descriptor.get("annotations") {
-            Some(annotations) if annotations.get(PREDICATE_TYPE).is_some() => annotations.clone(),
-            _ => session
-                .get_json(&format!("manifests/{digest}"), "application/vnd.oci.image.manifest.v1+json")?
-                .and_then(|manifest| manifest.get("annotations").cloned())
-                .unwrap_or_default(),
+        let annotations = match annotations {
+            Some(annotations) if annotations.contains_key(PREDICATE_TYPE) => annotations,
+            _ => session.manifest_annotations(repository, &digest)?,
         };
-        let text = |key: &str| annotations.get(key).and_then(|value| value.as_str()).map(str::to_owned);
-        referrers.push(Referrer { predicate_type: text(PREDICATE_TYPE), created: text(CREATED), digest });
+        referrers.push(Referrer {
+            predicate_type: annotations.get(PREDICATE_TYPE).cloned(),
+            created: annotations.get(CREATED).cloned(),
+            digest,
+        });
     }
     Ok(referrers)
 }
 
-#[derive(Clone, Copy)]
-enum Method {
-    Head,
-    Get,
-}
-
-/// Requests to one repository, authorizing once when the registry asks for it.
-struct Session<'a> {
-    reference: &'a Reference,
-    client: reqwest::blocking::Client,
-    authorization: Option<String>,
-}
-
-impl<'a> Session<'a> {
-    fn new(reference: &'a Reference) -> Result<Self> {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build()?;
-        Ok(Self { reference, client, authorization: None })
-    }
-
-    /// `path` is relative to `/v2/<repository>/`.
-    fn request(&mut self, method: Method, path: &str, accept: &str) -> Result<Response> {
-        let response = self.send(method, path, accept)?;
-        if response.status() != 401 || self.authorization.is_some() {
-            return Ok(response);
-        }
-        let challenge = header(&response, "www-authenticate").unwrap_or_default();
-        self.authorization = Some(self.authorize(&challenge)?);
-        self.send(method, path, accept)
-    }
-
-    /// The JSON document at `path`, or None when the registry has none there.
-    fn get_json(&mut self, path: &str, accept: &str) -> Result<Option<serde_json::Value>> {
-        let response = self.request(Method::Get, path, accept)?;
-        match response.status().as_u16() {
-            200 => {
-                let body = response.text()?;
-                let document = serde_json::from_str(&body).with_context(|| {
-                    format!("registry {} answered {path} with invalid JSON", self.reference.registry)
-                })?;
-                Ok(Some(document))
-            }
-            404 => Ok(None),
-            status => bail!("{}", self.refusal(status, path)),
+/// Pushes the OCI image layout at `layout` (`oci-layout`, `index.json` with one descriptor, `blobs/sha256/`) to
+/// `repository` (`HOST[:PORT]/NAMESPACE/NAME`) exactly as its bytes are: every blob the registry lacks, then the
+/// child manifests of an image index by digest, then the image manifest or index that index.json names by each
+/// tag. Returns that manifest's digest, after checking that the registry stores it under the same digest.
+pub fn push_layout(layout: &Path, repository: &str, tags: &[String]) -> Result<String> {
+    let target = push_target(repository, tags)?;
+    let plan = Plan::read(layout)?;
+    let top = plan.manifests.last().expect("a plan has its top manifest");
+    let session = Session::new(&target.registry)?;
+    // Blob requests name the repository through a reference; the top manifest's digest is as good as any.
+    let anchor = session.pinned(&target.repository, &top.digest);
+    let mut missing = Vec::new();
+    for blob in &plan.blobs {
+        let present = session
+            .run(session.client.blob_exists(&anchor, &blob.digest))
+            .map_err(|error| session.explain(error, &format!("the push to {repository}")))?;
+        if !present {
+            missing.push(blob);
         }
     }
-
-    fn send(&self, method: Method, path: &str, accept: &str) -> Result<Response> {
-        let url = format!(
-            "{}://{}/v2/{}/{path}",
-            scheme(&self.reference.registry),
-            self.reference.registry,
-            self.reference.repository
-        );
-        let mut request = match method {
-            Method::Head => self.client.head(&url),
-            Method::Get => self.client.get(&url),
-        }
-        .header("Accept", accept);
-        if let Some(authorization) = &self.authorization {
-            request = request.header("Authorization", authorization);
-        }
-        request.send().map_err(|error| unreachable(&self.reference.registry, crate::process::error_chain(&error)))
-    }
-
-    /// The Authorization header for a challenge: the distribution token flow, with the credentials `docker login`
-    /// stored when there are any, anonymously otherwise (enough for public images).
-    fn authorize(&self, challenge: &str) -> Result<String> {
-        let registry = &self.reference.registry;
-        let credentials = docker_login(registry);
-        if challenge.starts_with("Basic ") {
-            return credentials
-                .map(|auth| format!("Basic {auth}"))
-                .with_context(|| format!("registry {registry} wants a login: run `docker login {registry}`"));
-        }
-        let parameters = challenge.strip_prefix("Bearer ").with_context(|| {
-            format!("registry {registry} asks for `{challenge}` authentication, which xtask does not speak")
+    eprintln!(
+        "xtask: pushing {} to {repository} as {}: {} of {} blobs to upload, {} manifest(s), digest {}",
+        layout.display(),
+        tags.join(", "),
+        missing.len(),
+        plan.blobs.len(),
+        plan.manifests.len(),
+        top.digest
+    );
+    for blob in missing {
+        let data = std::fs::read(&blob.path).with_context(|| format!("reading {}", blob.path.display()))?;
+        session.run(session.client.push_blob(&anchor, data, &blob.digest)).map_err(|error| {
+            session.explain(error, &format!("the push to {repository} (blob {}, {})", blob.digest, blob.role))
         })?;
-        let fields = challenge_fields(parameters);
-        let realm = fields
-            .iter()
-            .find(|(key, _)| key == "realm")
-            .map(|(_, value)| value.as_str())
-            .with_context(|| format!("registry {registry} sent a Bearer challenge without a realm"))?;
-        let query: Vec<&(String, String)> = fields.iter().filter(|(key, _)| key != "realm").collect();
-        let mut request = self.client.get(realm).query(&query);
-        if let Some(auth) = credentials {
-            request = request.header("Authorization", format!("Basic {auth}"));
+    }
+    let (children, _) = plan.manifests.split_at(plan.manifests.len() - 1);
+    for child in children {
+        session.put_manifest(&session.pinned(&target.repository, &child.digest), child, repository)?;
+    }
+    for tag in tags {
+        session.put_manifest(&session.tagged(&target.repository, tag), top, repository)?;
+    }
+    // What a pull by each tag now gets: the same bytes, under the same digest.
+    for tag in tags {
+        let image = session.tagged(&target.repository, tag);
+        let (stored, digest) = session
+            .run(session.client.pull_manifest_raw(&image, &session.auth, &[top.media_type.as_str()]))
+            .map_err(|error| session.explain(error, &format!("reading back {repository}:{tag}")))?;
+        if digest != top.digest || stored.as_ref() != top.bytes.as_slice() {
+            bail!(
+                "registry {} serves {repository}:{tag} as {digest}, not as the pushed {}: it changed the manifest, \
+                 so the digest computed locally is not the one in the registry",
+                target.registry,
+                top.digest
+            );
         }
-        let response = request.send().map_err(|error| unreachable(realm, crate::process::error_chain(&error)))?;
-        if response.status() != 200 {
-            bail!("the token service of registry {registry} ({realm}) answered HTTP {}", response.status());
+    }
+    Ok(top.digest.clone())
+}
+
+/// The repository of a push, checked together with its tags.
+fn push_target(repository: &str, tags: &[String]) -> Result<Reference> {
+    let Some(first) = tags.first() else { bail!("pushing to {repository}: no tag given") };
+    for tag in tags {
+        let valid = tag.len() <= 128
+            && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            bail!("`{tag}` is not a valid tag: letters, digits, `_`, `.` and `-`, at most 128, not starting with `.` or `-`");
         }
-        let body: serde_json::Value = serde_json::from_str(&response.text()?)
-            .with_context(|| format!("the token service of registry {registry} answered something other than JSON"))?;
-        let token = body
-            .get("token")
-            .or_else(|| body.get("access_token"))
-            .and_then(|token| token.as_str())
-            .with_context(|| format!("the token service of registry {registry} answered without a token"))?;
-        Ok(format!("Bearer {token}"))
+    }
+    let reference = Reference::parse(&format!("{repository}:{first}"))?;
+    let path_is_plain =
+        reference.repository.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c));
+    if format!("{}/{}", reference.registry, reference.repository) != repository || !path_is_plain {
+        bail!("`{repository}` is not a repository: write HOST[:PORT]/NAMESPACE/NAME, without tag or digest");
+    }
+    Ok(reference)
+}
+
+/// What a layout holds, in push order: the blobs (configs and layers, each once), then the manifests, children of
+/// an index first and the one index.json names last.
+#[derive(Debug)]
+struct Plan {
+    blobs: Vec<Blob>,
+    manifests: Vec<Manifest>,
+}
+
+#[derive(Debug)]
+struct Blob {
+    digest: String,
+    path: PathBuf,
+    /// What the blob is to the image, for messages: `layer 2 of manifest sha256:...`.
+    role: String,
+}
+
+#[derive(Debug)]
+struct Manifest {
+    digest: String,
+    media_type: String,
+    bytes: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+/// The parts of an image manifest, an image index or index.json that pushing needs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    media_type: Option<String>,
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LayoutMarker {
+    image_layout_version: String,
+}
+
+impl Plan {
+    /// Reads and checks the whole layout before anything is pushed: every blob present with its size, every
+    /// manifest matching its digest.
+    fn read(layout: &Path) -> Result<Self> {
+        let name = layout.display();
+        if !layout.is_dir() {
+            bail!("there is no OCI image layout at {name}");
+        }
+        let document = |file: &str| -> Result<Vec<u8>> {
+            let path = layout.join(file);
+            std::fs::read(&path).map_err(|error| match error.kind() {
+                std::io::ErrorKind::NotFound => anyhow::anyhow!("OCI layout {name} is incomplete: it has no {file}"),
+                _ => anyhow::anyhow!("reading {}: {error}", path.display()),
+            })
+        };
+        let marker: LayoutMarker = serde_json::from_slice(&document("oci-layout")?)
+            .with_context(|| format!("OCI layout {name}: oci-layout is not {{\"imageLayoutVersion\": ...}}"))?;
+        if !marker.image_layout_version.starts_with("1.") {
+            bail!("OCI layout {name}: image layout version {} is not 1.x", marker.image_layout_version);
+        }
+        let index: Document = serde_json::from_slice(&document("index.json")?)
+            .with_context(|| format!("OCI layout {name}: index.json is not an image index"))?;
+        let [top] = index.manifests.as_slice() else {
+            bail!(
+                "OCI layout {name}: index.json must hold exactly one descriptor (the image or its index), not {}",
+                index.manifests.len()
+            );
+        };
+        let mut plan = Self { blobs: Vec::new(), manifests: Vec::new() };
+        plan.manifest(layout, top, "named by index.json", true)?;
+        Ok(plan)
     }
 
-    fn refusal(&self, status: u16, what: &str) -> String {
-        let registry = &self.reference.registry;
-        match status {
-            401 | 403 => {
-                format!("registry {registry} refuses access to {what} (HTTP {status}): run `docker login {registry}`")
-            }
-            _ => format!("registry {registry} answered HTTP {status} for {what}"),
+    /// Adds a manifest, after its blobs or (for an index) its child manifests.
+    fn manifest(&mut self, layout: &Path, descriptor: &Descriptor, role: &str, top: bool) -> Result<()> {
+        let name = layout.display();
+        let digest = &descriptor.digest;
+        let media_type = descriptor.media_type.as_str();
+        let index = match media_type {
+            OCI_IMAGE_MEDIA_TYPE | IMAGE_MANIFEST_MEDIA_TYPE => false,
+            OCI_IMAGE_INDEX_MEDIA_TYPE | IMAGE_MANIFEST_LIST_MEDIA_TYPE if top => true,
+            other => bail!(
+                "OCI layout {name}: {digest} ({role}) is {other}, which is neither an image manifest nor (named by \
+                 index.json) an image index"
+            ),
+        };
+        let path = blob_file(layout, descriptor, role)?;
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        if actual != *digest {
+            bail!("OCI layout {name} is corrupt: blob {digest} ({role}) hashes to {actual}");
         }
+        let document: Document = serde_json::from_slice(&bytes)
+            .with_context(|| format!("OCI layout {name}: blob {digest} ({role}) is not a manifest"))?;
+        if let Some(own) = document.media_type.as_deref().filter(|own| *own != media_type) {
+            bail!("OCI layout {name}: {digest} ({role}) says it is {own}, but its descriptor says {media_type}");
+        }
+        if index {
+            if document.manifests.is_empty() {
+                bail!("OCI layout {name}: the image index {digest} ({role}) lists no manifests");
+            }
+            for (number, child) in document.manifests.iter().enumerate() {
+                self.manifest(layout, child, &format!("manifest {} of index {digest}", number + 1), false)?;
+            }
+        } else {
+            let config = document
+                .config
+                .as_ref()
+                .with_context(|| format!("OCI layout {name}: the manifest {digest} ({role}) has no config"))?;
+            self.blob(layout, config, format!("the config of manifest {digest}"))?;
+            for (number, layer) in document.layers.iter().enumerate() {
+                self.blob(layout, layer, format!("layer {} of manifest {digest}", number + 1))?;
+            }
+        }
+        if !self.manifests.iter().any(|manifest| manifest.digest == *digest) {
+            self.manifests.push(Manifest { digest: digest.clone(), media_type: media_type.to_owned(), bytes });
+        }
+        Ok(())
+    }
+
+    /// Adds a config or layer blob, once, after checking that the layout has it whole.
+    fn blob(&mut self, layout: &Path, descriptor: &Descriptor, role: String) -> Result<()> {
+        let path = blob_file(layout, descriptor, &role)?;
+        if !self.blobs.iter().any(|blob| blob.digest == descriptor.digest) {
+            self.blobs.push(Blob { digest: descriptor.digest.clone(), path, role });
+        }
+        Ok(())
     }
 }
 
-type Response = reqwest::blocking::Response;
+/// Where the layout keeps a blob, once it is known to be there with the size its descriptor gives.
+fn blob_file(layout: &Path, descriptor: &Descriptor, role: &str) -> Result<PathBuf> {
+    let name = layout.display();
+    let digest = &descriptor.digest;
+    let hex = digest
+        .strip_prefix("sha256:")
+        .filter(|hex| hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()))
+        .with_context(|| format!("OCI layout {name}: {role} has the digest `{digest}`, not sha256:<64 hex digits>"))?;
+    let path = layout.join("blobs").join("sha256").join(hex);
+    let size = match std::fs::metadata(&path) {
+        Ok(metadata) if metadata.is_file() => metadata.len(),
+        _ => bail!("OCI layout {name} is incomplete: blob {digest} ({role}) is missing (no file {})", path.display()),
+    };
+    if size != descriptor.size {
+        bail!(
+            "OCI layout {name} is corrupt: blob {digest} ({role}) has {size} bytes, its descriptor says {}",
+            descriptor.size
+        );
+    }
+    Ok(path)
+}
+
+/// One registry, through oci-client on a runtime of its own, with the credentials `docker login` stored for it.
+struct Session {
+    registry: String,
+    runtime: tokio::runtime::Runtime,
+    client: oci_client::Client,
+    auth: RegistryAuth,
+}
+
+impl Session {
+    fn new(registry: &str) -> Result<Self> {
+        // reqwest is built with rustls but no crypto provider of its own: ring, already in the tree, is the one.
+        // Installing fails harmlessly when a provider is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime of the registry client")?;
+        let protocol = match scheme(registry) {
+            "http" => ClientProtocol::HttpsExcept(vec![registry.to_owned()]),
+            _ => ClientProtocol::Https,
+        };
+        let config = ClientConfig {
+            protocol,
+            connect_timeout: Some(Duration::from_secs(30)),
+            read_timeout: Some(Duration::from_secs(300)),
+            // Indexes are pushed and resolved as they are, never resolved to one platform.
+            platform_resolver: None,
+            user_agent: concat!("xtask/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        let client = oci_client::Client::try_from(config)
+            .map_err(|error| anyhow::anyhow!("setting up the registry client: {error}"))?;
+        let auth = credentials(registry)?;
+        let session = Self { registry: registry.to_owned(), runtime, client, auth };
+        // The raw calls (blobs, manifests by bytes, referrers) only authorize with credentials stored beforehand.
+        let key = session.tagged("_", "_").resolve_registry().to_owned();
+        session.runtime.block_on(session.client.store_auth_if_needed(&key, &session.auth));
+        Ok(session)
+    }
+
+    fn run<T>(&self, call: impl Future<Output = oci_client::errors::Result<T>>) -> oci_client::errors::Result<T> {
+        self.runtime.block_on(call)
+    }
+
+    fn tagged(&self, repository: &str, tag: &str) -> oci_client::Reference {
+        oci_client::Reference::with_tag(self.registry.clone(), repository.to_owned(), tag.to_owned())
+    }
+
+    fn pinned(&self, repository: &str, digest: &str) -> oci_client::Reference {
+        oci_client::Reference::with_digest(self.registry.clone(), repository.to_owned(), digest.to_owned())
+    }
+
+    /// Puts a manifest's bytes unchanged (by tag or digest, as `image` says) and checks the digest the registry
+    /// reports for them.
+    fn put_manifest(&self, image: &oci_client::Reference, manifest: &Manifest, repository: &str) -> Result<()> {
+        let what = match image.tag() {
+            Some(tag) => format!("{repository}:{tag}"),
+            None => format!("{repository}@{}", manifest.digest),
+        };
+        let content_type = http::HeaderValue::from_str(&manifest.media_type)
+            .with_context(|| format!("the media type of {what} is not a header value"))?;
+        let location = self
+            .run(self.client.push_manifest_raw(image, manifest.bytes.clone(), content_type))
+            .map_err(|error| self.explain(error, &format!("the manifest of {what}")))?;
+        // Docker-Content-Digest is not handed out by oci-client; the Location it answers with ends in the same.
+        if let Some(stored) = location.rsplit('/').next().filter(|last| last.starts_with("sha256:")) {
+            if stored != manifest.digest {
+                bail!(
+                    "registry {} stored {what} as {stored}, not as {}: it changed the manifest's bytes",
+                    self.registry,
+                    manifest.digest
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The fallback tag's index, for registries without the referrers API; empty without one.
+    fn fallback_referrers(&self, repository: &str, digest: &str) -> Result<Vec<(String, Option<Annotations>)>> {
+        let tag = digest.replace(':', "-");
+        let image = self.tagged(repository, &tag);
+        match self.run(self.client.pull_manifest_raw(&image, &self.auth, &[OCI_IMAGE_INDEX_MEDIA_TYPE])) {
+            Ok((bytes, _)) => {
+                let index: OciImageIndex = serde_json::from_slice(&bytes).with_context(|| {
+                    format!("registry {}: {repository}:{tag} is not an image index of referrers", self.registry)
+                })?;
+                Ok(index.manifests.into_iter().map(|entry| (entry.digest, entry.annotations)).collect())
+            }
+            Err(error) if is_not_found(&error) => Ok(Vec::new()),
+            Err(error) => Err(self.explain(error, &format!("{repository}:{tag}"))),
+        }
+    }
+
+    /// The annotations of a manifest in the registry; none when it is gone.
+    fn manifest_annotations(&self, repository: &str, digest: &str) -> Result<Annotations> {
+        let image = self.pinned(repository, digest);
+        let accepted = [OCI_IMAGE_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE];
+        match self.run(self.client.pull_manifest_raw(&image, &self.auth, &accepted)) {
+            Ok((bytes, _)) => {
+                #[derive(Deserialize)]
+                struct Annotated {
+                    #[serde(default)]
+                    annotations: Annotations,
+                }
+                let manifest: Annotated = serde_json::from_slice(&bytes).with_context(|| {
+                    format!("registry {}: {repository}@{digest} is not a JSON manifest", self.registry)
+                })?;
+                Ok(manifest.annotations)
+            }
+            Err(error) if is_not_found(&error) => Ok(Annotations::new()),
+            Err(error) => Err(self.explain(error, &format!("{repository}@{digest}"))),
+        }
+    }
+
+    /// One line that says what went wrong with `what` and, where there is one, the fix.
+    fn explain(&self, error: OciDistributionError, what: &str) -> anyhow::Error {
+        let registry = &self.registry;
+        if let Some(cause) = unreachable_cause(&error) {
+            return unreachable(registry, cause);
+        }
+        if let Some(answer) = refusal(&error) {
+            return anyhow::anyhow!(
+                "registry {registry} refused {what} ({answer}): log in with `docker login {registry}`"
+            );
+        }
+        let text = one_line(&crate::process::error_chain(&error));
+        if text.contains("MANIFEST_BLOB_UNKNOWN") {
+            return anyhow::anyhow!(
+                "registry {registry} refused {what}: it lacks a blob or manifest the manifest refers to ({text})"
+            );
+        }
+        anyhow::anyhow!("registry {registry}: {what} failed: {text}")
+    }
+}
+
+type Annotations = std::collections::BTreeMap<String, String>;
+
+/// Why the registry could not be reached at all, if that is what the error says.
+fn unreachable_cause(error: &OciDistributionError) -> Option<String> {
+    match error {
+        OciDistributionError::RequestError(error)
+            if error.is_connect() || error.is_timeout() || (error.is_request() && error.status().is_none()) =>
+        {
+            // reqwest's own message is only the URL; its sources say what happened.
+            let cause = std::error::Error::source(error).map_or_else(|| error.to_string(), crate::process::error_chain);
+            Some(one_line(&cause))
+        }
+        _ => None,
+    }
+}
+
+/// What the registry answered, if it refused for want of (valid) credentials.
+fn refusal(error: &OciDistributionError) -> Option<String> {
+    match error {
+        OciDistributionError::UnauthorizedError { .. } => Some("HTTP 401".to_owned()),
+        OciDistributionError::AuthenticationFailure(reason) => {
+            Some(format!("its token service said: {}", one_line(reason)))
+        }
+        OciDistributionError::ServerError { code: code @ (401 | 403), .. } => Some(format!("HTTP {code}")),
+        OciDistributionError::RequestError(error) => error
+            .status()
+            .filter(|status| matches!(status.as_u16(), 401 | 403))
+            .map(|status| format!("HTTP {}", status.as_u16())),
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .find(|error| matches!(error.code, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            .map(|error| one_line(&format!("{:?}: {}", error.code, error.message))),
+        _ => None,
+    }
+}
+
+fn is_not_found(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code: 404, .. } => true,
+        OciDistributionError::RequestError(error) => error.status().is_some_and(|status| status.as_u16() == 404),
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|error| {
+            matches!(
+                error.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound
+                    | OciErrorCode::BlobUnknown
+            )
+        }),
+        _ => false,
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
 
 /// What the Docker CLI, cosign and other Go clients print when they cannot reach a registry at all.
 const UNREACHABLE: [&str; 5] = [
@@ -282,37 +606,54 @@ pub fn unreachable(registry: &str, error: impl fmt::Display) -> anyhow::Error {
     )
 }
 
-fn header(response: &Response, name: &str) -> Option<String> {
-    response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
+/// The credentials `docker login` stored for a registry: in the Docker config file, its credential store or the
+/// registry's credential helper; anonymous when there are none (enough for public images).
+fn credentials(registry: &str) -> Result<RegistryAuth> {
+    credentials_in(docker_config().as_deref(), registry)
 }
 
-/// The base64 `user:password` that `docker login` stored for a registry in the Docker config file (credential
-/// helpers are not consulted).
-fn docker_login(registry: &str) -> Option<String> {
-    let folder = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".docker")))?;
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).ok()?).ok()?;
-    let auths = config.get("auths")?.as_object()?;
-    let entry = auths.get(registry).or_else(|| auths.get(&format!("https://{registry}")))?;
-    entry.get("auth")?.as_str().filter(|auth| !auth.is_empty()).map(str::to_owned)
-}
-
-/// `realm="https://x/token",service="x",scope="repository:a/b:pull"` into its pairs (values may hold commas).
-fn challenge_fields(parameters: &str) -> Vec<(String, String)> {
-    let mut fields = Vec::new();
-    let mut rest = parameters.trim();
-    while let Some((key, after)) = rest.split_once('=') {
-        let key = key.trim().trim_start_matches(',').trim().to_owned();
-        let (value, remainder) = match after.strip_prefix('"') {
-            Some(quoted) => quoted.split_once('"').unwrap_or((quoted, "")),
-            None => after.split_once(',').unwrap_or((after, "")),
-        };
-        fields.push((key, value.to_owned()));
-        rest = remainder.trim_start_matches(',').trim();
+/// [`credentials`] from the Docker config file `config`.
+fn credentials_in(config: Option<&Path>, registry: &str) -> Result<RegistryAuth> {
+    use docker_credential::{CredentialRetrievalError as Error, DockerCredential};
+    // Docker files Docker Hub's credentials under its old index address.
+    let server = match registry {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => "https://index.docker.io/v1/",
+        other => other,
+    };
+    let Some(config) = config.filter(|path| path.is_file()) else { return Ok(RegistryAuth::Anonymous) };
+    let shown = config.display();
+    let file = std::fs::File::open(config).with_context(|| format!("reading {shown}"))?;
+    match docker_credential::get_credential_from_reader(std::io::BufReader::new(file), server) {
+        Ok(DockerCredential::UsernamePassword(username, password)) => Ok(RegistryAuth::Basic(username, password)),
+        Ok(DockerCredential::IdentityToken(_)) => bail!(
+            "the Docker credentials for {registry} are an identity token, which xtask cannot use: log in with a \
+             user name and password or access token (`docker login {registry} -u USER`)"
+        ),
+        Err(Error::NoCredentialConfigured | Error::ConfigNotFound) => Ok(RegistryAuth::Anonymous),
+        Err(Error::ConfigReadError) => bail!("{shown} is not a Docker config file (invalid JSON): fix or remove it"),
+        Err(Error::HelperFailure { stdout, stderr, .. })
+            if format!("{stdout}{stderr}").to_ascii_lowercase().contains("credentials not found") =>
+        {
+            Ok(RegistryAuth::Anonymous)
+        }
+        Err(Error::HelperFailure { helper, stderr, .. }) => {
+            let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default().trim();
+            bail!("{helper} failed for {registry} ({last}): run `docker login {registry}` again")
+        }
+        Err(Error::HelperCommunicationError) => bail!(
+            "the Docker credential helper that {shown} names for {registry} could not be run: install \
+             docker-credential-<helper> on PATH, or change credsStore / credHelpers there"
+        ),
+        Err(error) => bail!("the Docker credentials for {registry} in {shown} are unusable ({error}): run `docker login {registry}` again"),
     }
-    fields
+}
+
+/// Docker's config file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn docker_config() -> Option<PathBuf> {
+    let folder = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".docker")))?;
+    Some(folder.join("config.json"))
 }
 
 #[cfg(test)]
@@ -347,16 +688,137 @@ mod tests {
     }
 
     #[test]
-    fn reads_bearer_challenges() {
-        let fields =
-            challenge_fields(r#"realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/a:pull,push""#);
-        assert_eq!(
-            fields,
-            [
-                ("realm".to_owned(), "https://ghcr.io/token".to_owned()),
-                ("service".to_owned(), "ghcr.io".to_owned()),
-                ("scope".to_owned(), "repository:o/a:pull,push".to_owned()),
-            ]
+    fn loopback_registries_are_plain_http() {
+        for registry in ["localhost:5000", "localhost", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"] {
+            assert_eq!(scheme(registry), "http", "{registry}");
+        }
+        for registry in ["ghcr.io", "registry.local:5000", "10.0.0.1:5000", "128.0.0.1"] {
+            assert_eq!(scheme(registry), "https", "{registry}");
+        }
+    }
+
+    #[test]
+    fn a_push_needs_a_repository_and_valid_tags() {
+        let tags = |tags: &[&str]| tags.iter().map(|tag| tag.to_string()).collect::<Vec<_>>();
+        let target = push_target("127.0.0.1:5000/team/app", &tags(&["0123456789ab", "v1.2.3"])).unwrap();
+        assert_eq!((target.registry.as_str(), target.repository.as_str()), ("127.0.0.1:5000", "team/app"));
+        for (repository, given, complaint) in [
+            ("127.0.0.1:5000/team/app", &[][..], "no tag given"),
+            ("127.0.0.1:5000/team/app", &["-bad"], "not a valid tag"),
+            ("127.0.0.1:5000/team/app", &["a/b"], "not a valid tag"),
+            ("127.0.0.1:5000/team/app:1", &["2"], "not a repository"),
+            ("team/app", &["1"], "registry host"),
+        ] {
+            let error = push_target(repository, &tags(given)).unwrap_err().to_string();
+            assert!(error.contains(complaint), "{repository} {given:?}: {error}");
+        }
+    }
+
+    /// A layout of one image (`layers` as its layer contents) in a new temporary folder.
+    fn layout(layers: &[&[u8]]) -> (tempfile::TempDir, String) {
+        let folder = tempfile::tempdir().unwrap();
+        let dir = folder.path();
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let blob = |media_type: &str, bytes: &[u8]| {
+            let hex = hex::encode(Sha256::digest(bytes));
+            std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+            serde_json::json!({ "mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len() })
+        };
+        let config = blob("application/vnd.oci.image.config.v1+json", b"{}");
+        let layers: Vec<_> =
+            layers.iter().map(|bytes| blob("application/vnd.oci.image.layer.v1.tar+gzip", bytes)).collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_IMAGE_MEDIA_TYPE, "config": config, "layers": layers,
+        });
+        let manifest = blob(OCI_IMAGE_MEDIA_TYPE, &serde_json::to_vec_pretty(&manifest).unwrap());
+        let digest = manifest["digest"].as_str().unwrap().to_owned();
+        let index = serde_json::json!({ "schemaVersion": 2, "manifests": [manifest] });
+        std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+        (folder, digest)
+    }
+
+    #[test]
+    fn a_layout_is_read_in_push_order_with_each_blob_once() {
+        let (folder, digest) = layout(&[b"layer one", b"layer two", b"layer one"]);
+        let plan = Plan::read(folder.path()).unwrap();
+        let roles: Vec<&str> = plan.blobs.iter().map(|blob| blob.role.split(" of ").next().unwrap()).collect();
+        assert_eq!(roles, ["the config", "layer 1", "layer 2"]);
+        assert_eq!(plan.manifests.len(), 1);
+        assert_eq!(plan.manifests[0].digest, digest);
+        assert_eq!(plan.manifests[0].media_type, OCI_IMAGE_MEDIA_TYPE);
+        let on_disk = std::fs::read(folder.path().join("blobs/sha256").join(&digest[7..])).unwrap();
+        assert_eq!(plan.manifests[0].bytes, on_disk);
+    }
+
+    #[test]
+    fn a_broken_layout_is_named_with_what_is_wrong() {
+        let blobs = |folder: &tempfile::TempDir| folder.path().join("blobs/sha256");
+        let layer = hex::encode(Sha256::digest(b"layer"));
+        type Damage<'a> = &'a dyn Fn(&tempfile::TempDir, &str);
+        let cases: [(&str, Damage); 6] = [
+            ("is incomplete: blob sha256:", &|folder, _| std::fs::remove_file(blobs(folder).join(&layer)).unwrap()),
+            ("has 1 bytes, its descriptor says 5", &|folder, _| {
+                std::fs::write(blobs(folder).join(&layer), "x").unwrap()
+            }),
+            ("hashes to sha256:", &|folder, digest| {
+                let path = blobs(folder).join(&digest[7..]);
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[0] = b' ';
+                std::fs::write(path, bytes).unwrap();
+            }),
+            ("is incomplete: it has no oci-layout", &|folder, _| {
+                std::fs::remove_file(folder.path().join("oci-layout")).unwrap()
+            }),
+            ("exactly one descriptor", &|folder, _| {
+                std::fs::write(folder.path().join("index.json"), r#"{"schemaVersion":2,"manifests":[]}"#).unwrap()
+            }),
+            ("neither an image manifest", &|folder, digest| {
+                let size = std::fs::metadata(blobs(folder).join(&digest[7..])).unwrap().len();
+                let index = format!(
+                    r#"{{"manifests":[{{"mediaType":"application/octet-stream","digest":"{digest}","size":{size}}}]}}"#
+                );
+                std::fs::write(folder.path().join("index.json"), index).unwrap()
+            }),
+        ];
+        for (complaint, damage) in cases {
+            let (folder, digest) = layout(&[b"layer"]);
+            damage(&folder, &digest);
+            let error = Plan::read(folder.path()).unwrap_err().to_string();
+            assert!(error.contains(complaint), "{complaint}: {error}");
+            assert_eq!(error.lines().count(), 1, "{error}");
+        }
+        let error = Plan::read(Path::new("/nonexistent/oci")).unwrap_err().to_string();
+        assert!(error.contains("there is no OCI image layout at /nonexistent/oci"), "{error}");
+    }
+
+    #[test]
+    fn credentials_come_from_the_docker_config() {
+        let folder = tempfile::tempdir().unwrap();
+        let config = folder.path().join("config.json");
+        let write = |text: &str| std::fs::write(&config, text).unwrap();
+        // "xtask:secret" in base64.
+        write(
+            r#"{"auths":{"127.0.0.1:5000":{"auth":"eHRhc2s6c2VjcmV0"},"https://ghcr.io":{"auth":"eHRhc2s6c2VjcmV0"}}}"#,
         );
+        let basic = RegistryAuth::Basic("xtask".into(), "secret".into());
+        assert_eq!(credentials_in(Some(&config), "127.0.0.1:5000").unwrap(), basic);
+        assert_eq!(credentials_in(Some(&config), "ghcr.io").unwrap(), basic);
+        assert_eq!(credentials_in(Some(&config), "127.0.0.1:5001").unwrap(), RegistryAuth::Anonymous);
+        assert_eq!(credentials_in(None, "ghcr.io").unwrap(), RegistryAuth::Anonymous);
+        assert_eq!(credentials_in(Some(&folder.path().join("none.json")), "ghcr.io").unwrap(), RegistryAuth::Anonymous);
+
+        write(r#"{"auths":{"ghcr.io":{"identitytoken":"refresh"}}}"#);
+        let error = credentials_in(Some(&config), "ghcr.io").unwrap_err().to_string();
+        assert!(error.contains("identity token") && error.contains("docker login ghcr.io"), "{error}");
+        assert!(!error.contains("refresh"), "{error}");
+
+        write(r#"{"credsStore":"xtask-surely-not-installed"}"#);
+        let error = credentials_in(Some(&config), "ghcr.io").unwrap_err().to_string();
+        assert!(error.contains("could not be run") && error.contains("credsStore"), "{error}");
+
+        write("{not json");
+        let error = credentials_in(Some(&config), "ghcr.io").unwrap_err().to_string();
+        assert!(error.contains("is not a Docker config file"), "{error}");
     }
 }
