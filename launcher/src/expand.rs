@@ -94,24 +94,35 @@ mod tests {
         }
     }
 
+    /// Each `(text, expanded)`: `text` expands to `expanded`.
+    fn assert_expands(cases: &[(&str, &str)]) {
+        for (text, expanded) in cases {
+            assert_eq!(expand(text, &lookup).as_deref(), Ok(*expanded), "expanding {text:?}");
+        }
+    }
+
     #[test]
     fn expands_set_variables_and_defaults() {
-        assert_eq!(expand("${HOME}/x", &lookup).unwrap(), "/root/x");
-        assert_eq!(expand("${UNSET:-/tmp/metrics}", &lookup).unwrap(), "/tmp/metrics");
-        assert_eq!(expand("${HOME:-/other}", &lookup).unwrap(), "/root");
-        assert_eq!(expand("${EMPTY:-fallback}", &lookup).unwrap(), "fallback");
-        assert_eq!(expand("${EMPTY}", &lookup).unwrap(), "");
-        assert_eq!(expand("${UNSET:-}", &lookup).unwrap(), "");
-        assert_eq!(expand("a${UNSET:-${HOME}}b", &lookup).unwrap(), "a/rootb");
-        assert_eq!(expand("${UNSET:-x}${UNSET:-y}", &lookup).unwrap(), "xy");
+        assert_expands(&[
+            ("${HOME}/x", "/root/x"),
+            ("${UNSET:-/tmp/metrics}", "/tmp/metrics"),
+            ("${HOME:-/other}", "/root"),
+            ("${EMPTY:-fallback}", "fallback"),
+            ("${EMPTY}", ""),
+            ("${UNSET:-}", ""),
+            ("a${UNSET:-${HOME}}b", "a/rootb"),
+            ("${UNSET:-x}${UNSET:-y}", "xy"),
+        ]);
     }
 
     #[test]
     fn double_dollar_is_a_literal_dollar() {
-        assert_eq!(expand("$$HOME costs $$5", &lookup).unwrap(), "$HOME costs $5");
-        assert_eq!(expand("${UNSET:-$$}", &lookup).unwrap(), "$");
-        assert_eq!(expand("ends with $", &lookup).unwrap(), "ends with $");
-        assert_eq!(expand("no references", &lookup).unwrap(), "no references");
+        assert_expands(&[
+            ("$$HOME costs $$5", "$HOME costs $5"),
+            ("${UNSET:-$$}", "$"),
+            ("ends with $", "ends with $"),
+            ("no references", "no references"),
+        ]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ macro_rules! log {
 //   config             the TOML plan
 //   probe              TCP/HTTP checks (readiness, `launcher probe`)
 //   signals, procfs, duration, expand   leaves: signal plumbing, /proc, "8s", ${VAR}
+//   sys                libc's error convention (for signals and notify)
 // main uses supervise, config, probe and duration.
 mod child;
 mod config;
@@ -26,6 +27,7 @@ mod probe;
 mod procfs;
 mod signals;
 mod supervise;
+mod sys;
 
 use std::io::Write as _;
 use std::path::PathBuf;

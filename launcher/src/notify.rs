@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use libc::{c_int, pid_t};
 
 use crate::procfs;
+use crate::sys::check;
 
 /// systemd reads at most this much of a notification; a longer one is cut, not an error.
 const MESSAGE_MAX: usize = 4096;
@@ -24,14 +25,6 @@ pub struct NotifySocket {
     address: String,
     /// A message from another process is reported once per socket, not once per datagram.
     reported_stranger: bool,
-}
-
-fn check(result: c_int) -> io::Result<c_int> {
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(result)
-    }
 }
 
 impl NotifySocket {

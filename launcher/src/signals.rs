@@ -8,6 +8,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use libc::c_int;
 
+use crate::sys::check;
+
 /// Forwarded to services; SIGTERM and SIGINT also start the shutdown.
 pub const FORWARDED: [c_int; 6] =
     [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
@@ -23,14 +25,6 @@ fn handled_set() -> io::Result<libc::sigset_t> {
             check(libc::sigaddset(set.as_mut_ptr(), signal))?;
         }
         Ok(set.assume_init())
-    }
-}
-
-fn check(result: c_int) -> io::Result<c_int> {
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(result)
     }
 }
 

@@ -3,9 +3,13 @@
 //! Needs LAUNCHER_STATIC_BIN (set by `cargo xtask test`; `cargo xtask launcher` prints the path),
 //! Docker, and a static busybox (Debian's busybox-static) as the supervised program.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use common::missing;
 
 const LABEL: &str = "distroless-python.test=launcher";
 const BUSYBOX: &str = "/bin/busybox";
@@ -36,14 +40,6 @@ COPY busybox /bin/busybox
 COPY launcher.toml /etc/launcher.toml
 ENTRYPOINT [\"/launcher\"]
 ";
-
-/// Skips with a reason, except under CI (`CI=true` or `CI=1`) where a missing tool must fail the run.
-fn missing(reason: &str) {
-    if std::env::var("CI").is_ok_and(|value| value.eq_ignore_ascii_case("true") || value == "1") {
-        panic!("CI is set but {reason}");
-    }
-    println!("skipping the container test: {reason}");
-}
 
 fn docker(args: &[&str]) -> Output {
     Command::new("docker")

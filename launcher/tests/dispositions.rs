@@ -6,7 +6,7 @@ mod common;
 
 use std::os::unix::process::CommandExt;
 
-use common::{Mode, Scratch};
+use common::{argv, Mode, Scratch};
 
 in_both_modes!(children_get_default_dispositions_and_an_empty_mask_whatever_the_launcher_inherited);
 
@@ -24,35 +24,32 @@ fn ignore_and_block_everything(ignore_sigchld: bool) -> std::io::Result<()> {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP || (signal == libc::SIGCHLD && !ignore_sigchld) {
             continue;
         }
-        // SAFETY: reads `ignore`, writes nothing.
-        let result = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                signal,
-                ignore.as_ptr(),
-                std::ptr::null_mut::<libc::c_void>(),
-                sigset_bytes,
-            )
-        };
-        if result != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // SAFETY: `ignore` is larger than the kernel's struct sigaction.
+        unsafe { signal_syscall(libc::SYS_rt_sigaction, signal, &ignore, sigset_bytes)? };
     }
-    let everything = [u64::MAX; 2];
-    // SAFETY: reads `everything`, which is at least `sigset_bytes` long, writes nothing.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            everything.as_ptr(),
-            std::ptr::null_mut::<libc::c_void>(),
-            sigset_bytes,
-        )
-    };
-    if result != 0 {
-        return Err(std::io::Error::last_os_error());
+    // SAFETY: the all-ones mask (16 bytes) is at least `sigset_bytes` long.
+    unsafe { signal_syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &[u64::MAX; 2], sigset_bytes) }
+}
+
+/// rt_sigaction(first, input, NULL, sigset_bytes) or rt_sigprocmask(first, input, NULL,
+/// sigset_bytes): the kernel reads `input` (an action, or a mask) and writes nothing back.
+///
+/// # Safety
+/// `input` must be at least as long as what the kernel reads for `number`.
+unsafe fn signal_syscall(
+    number: libc::c_long,
+    first: libc::c_int,
+    input: &[u64],
+    sigset_bytes: usize,
+) -> std::io::Result<()> {
+    // SAFETY: the caller vouches for the length of `input`; the old value is not asked for.
+    let result =
+        unsafe { libc::syscall(number, first, input.as_ptr(), std::ptr::null_mut::<libc::c_void>(), sigset_bytes) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
-    Ok(())
 }
 
 /// A step and a service print their SigBlk and SigIgn lines of /proc/self/status (grep, started
@@ -60,18 +57,9 @@ fn ignore_and_block_everything(ignore_sigchld: bool) -> std::io::Result<()> {
 /// 0 although it inherited SIGCHLD ignored (which lets the kernel reap children on its own).
 fn children_get_default_dispositions_and_an_empty_mask_whatever_the_launcher_inherited(mode: Mode) {
     let scratch = Scratch::new("dispositions");
-    let mut command = scratch.launcher_command_in(
-        mode,
-        r#"
-        [[setup]]
-        name = "step"
-        command = ["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]
-
-        [[service]]
-        name = "service"
-        command = ["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]
-        "#,
-    );
+    let grep = argv(&["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+    let mut command =
+        scratch.launcher_command_in(mode, scratch.config().setup("step", &grep).service("service", &grep));
     // As PID 1 the launcher's parent is unshare, which must keep SIGCHLD to wait for it: there
     // the launcher inherits every other signal ignored.
     let ignore_sigchld = mode == Mode::Subreaper;
@@ -80,10 +68,8 @@ fn children_get_default_dispositions_and_an_empty_mask_whatever_the_launcher_inh
         command.pre_exec(move || ignore_and_block_everything(ignore_sigchld));
     }
     let status = scratch.spawn_in(mode, command).wait();
-    let stderr = scratch.stderr();
 
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("launcher: setup step `step` done"), "{stderr}");
+    let stderr = scratch.assert_exited(status, 0, &["launcher: setup step `step` done"]);
     let clean = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
     assert_eq!(scratch.stdout(), clean.repeat(2), "{stderr}");
 }

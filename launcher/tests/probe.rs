@@ -46,14 +46,15 @@ fn tcp_probe_of_an_open_and_a_closed_port() {
 
 #[test]
 fn http_probe_is_healthy_on_2xx_only() {
-    let line = probe(&format!("http://127.0.0.1:{}/healthz", http_server("200 OK")), "5s", true);
-    assert!(line.contains("200 OK"), "{line}");
-    let line = probe(&format!("http://127.0.0.1:{}/healthz", http_server("204 No Content")), "5s", true);
-    assert!(line.contains("204"), "{line}");
-    let line = probe(&format!("http://127.0.0.1:{}/healthz", http_server("500 Internal Server Error")), "5s", false);
-    assert!(line.contains("answered 500 Internal Server Error"), "{line}");
-    let line = probe(&format!("http://127.0.0.1:{}/", http_server("301 Moved Permanently")), "5s", false);
-    assert!(line.contains("301"), "{line}");
+    for (status_line, path, healthy, expected) in [
+        ("200 OK", "/healthz", true, "200 OK"),
+        ("204 No Content", "/healthz", true, "204"),
+        ("500 Internal Server Error", "/healthz", false, "answered 500 Internal Server Error"),
+        ("301 Moved Permanently", "/", false, "301"),
+    ] {
+        let line = probe(&format!("http://127.0.0.1:{}{path}", http_server(status_line)), "5s", healthy);
+        assert!(line.contains(expected), "{line}");
+    }
 }
 
 #[test]

@@ -7,122 +7,95 @@ mod common;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
-use common::{free_port, Mode, Scratch};
+use common::{argv, free_port, sh, toml_string, Config, Mode, Running, Scratch};
 
-/// A dependent service that writes "yes" or "no" to DIR/seen: did `marker` exist when it started?
-fn dependent(scratch: &Scratch, marker: &str) -> String {
-    format!(
-        r#"
-        [[service]]
-        name = "dependent"
-        command = ["sh", "-c", "if [ -e {dir}/{marker} ]; then echo yes; else echo no; fi > {dir}/seen.tmp; mv {dir}/seen.tmp {dir}/seen; exec sleep 1000"]
-        after = ["dependency"]
-        "#,
-        dir = scratch.display()
-    )
+/// Listens on port ARGV[1] half a second after it starts, creating the file ARGV[2] just before.
+const LISTEN_PY: &str = "import socket, sys, time\n\
+     time.sleep(0.5)\n\
+     open(sys.argv[2], 'w').close()\n\
+     server = socket.socket()\n\
+     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+     server.bind(('127.0.0.1', int(sys.argv[1])))\n\
+     server.listen()\n\
+     while True:\n    server.accept()[0].close()\n";
+
+/// Serves HTTP on port ARGV[1], answering 503 to the first three requests (listening is not
+/// enough, it must answer 2xx), then creating the file ARGV[2] and answering 200.
+const HTTP_SERVER_PY: &str = "import http.server, os, sys\n\
+     port, marker = int(sys.argv[1]), sys.argv[2]\n\
+     answered = 0\n\
+     class Handler(http.server.BaseHTTPRequestHandler):\n\
+     \x20   def do_GET(self):\n\
+     \x20       global answered\n\
+     \x20       answered += 1\n\
+     \x20       if answered > 3:\n\
+     \x20           open(marker, 'a').close()\n\
+     \x20       self.send_response(200 if answered > 3 else 503)\n\
+     \x20       self.end_headers()\n\
+     \x20   def log_message(self, *args):\n\
+     \x20       pass\n\
+     http.server.HTTPServer(('127.0.0.1', port), Handler).serve_forever()\n";
+
+/// Adds to `config` a dependent service, after the service `dependency`, that writes "yes" or
+/// "no" to DIR/seen: did `marker` exist when it started? Starts the launcher on it in `mode` and
+/// returns it, still running, with what the dependent saw.
+fn start_with_dependent(mode: Mode, scratch: &Scratch, config: Config, marker: &str) -> (Running, String) {
+    let dir = scratch.display();
+    let dependent = sh(&format!(
+        "if [ -e {dir}/{marker} ]; then echo yes; else echo no; fi > {dir}/seen.tmp; mv {dir}/seen.tmp {dir}/seen; exec sleep 1000"
+    ));
+    let running = scratch.start_ready_in(mode, config.service("dependent", &dependent).after("dependency"), &["seen"]);
+    (running, scratch.read("seen"))
 }
 
-fn assert_dependent_waited(scratch: &Scratch, config: &str) {
-    assert_dependent_waited_in(Mode::Subreaper, scratch, config);
+/// The dependent of `dependency` saw its `marker`: it started only once `dependency` was ready.
+fn assert_dependent_waited(mode: Mode, scratch: &Scratch, dependency: Config, marker: &str) {
+    let (mut running, seen) = start_with_dependent(mode, scratch, dependency, marker);
+    assert_eq!(seen, "yes\n", "the dependent started before its dependency was ready");
+    scratch.assert_exited(running.stop(libc::SIGTERM), 0, &["launcher: service `dependency` is ready"]);
 }
 
-fn assert_dependent_waited_in(mode: Mode, scratch: &Scratch, config: &str) {
-    let mut running = scratch.start_in(mode, config);
-    scratch.wait_for_file("seen");
-    assert_eq!(scratch.read("seen"), "yes\n", "the dependent started before its dependency was ready");
-    running.signal(libc::SIGTERM);
-    assert_eq!(running.wait().code(), Some(0), "stderr: {}", scratch.stderr());
-    let stderr = scratch.stderr();
-    assert!(stderr.contains("launcher: service `dependency` is ready"), "{stderr}");
+/// The dependency is `python3 DIR/NAME PORT DIR/MARKER` on a free port, NAME holding `script`,
+/// ready when the check `ready(port)` passes; the script creates MARKER just before.
+fn assert_script_dependency_waited(test: &str, name: &str, script: &str, ready: impl Fn(u16) -> String, marker: &str) {
+    let scratch = Scratch::new(test);
+    let port = free_port();
+    let script = scratch.write(name, script).display().to_string();
+    let command = argv(&["python3", &script, &port.to_string(), &scratch.path(marker).display().to_string()]);
+    let dependency = scratch.config().grace_period("30s").service("dependency", &command).ready(&ready(port), "60s");
+    assert_dependent_waited(Mode::Subreaper, &scratch, dependency, marker);
+}
+
+/// The dependency runs `command`, which starts SERVICE_PY as `notifier`: READY=1 half a second
+/// after it starts, notifier.ready just before.
+fn notifier(scratch: &Scratch, command: &str) -> Config {
+    let config = scratch.config().grace_period("30s").service("dependency", command);
+    config.env("SERVICE_DELAY", "0.5").ready("notify = true", "60s")
 }
 
 #[test]
 fn tcp_readiness_orders_the_start() {
-    let scratch = Scratch::new("ready-tcp");
-    let port = free_port();
-    scratch.write(
-        "listen.py",
-        "import socket, sys, time\n\
-         time.sleep(0.5)\n\
-         open(sys.argv[2], 'w').close()\n\
-         server = socket.socket()\n\
-         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         server.bind(('127.0.0.1', int(sys.argv[1])))\n\
-         server.listen()\n\
-         while True:\n    server.accept()[0].close()\n",
-    );
-    let dir = scratch.display();
-    let config = format!(
-        r#"
-        grace_period = "30s"
-        [[service]]
-        name = "dependency"
-        command = ["python3", "{dir}/listen.py", "{port}", "{dir}/listening"]
-        ready = {{ tcp = "127.0.0.1:${{LAUNCHER_TEST_UNSET_PORT:-{port}}}", timeout = "60s" }}
-        {}"#,
-        dependent(&scratch, "listening")
-    );
-    assert_dependent_waited(&scratch, &config);
+    let ready = |port| format!("tcp = \"127.0.0.1:${{LAUNCHER_TEST_UNSET_PORT:-{port}}}\"");
+    assert_script_dependency_waited("ready-tcp", "listen.py", LISTEN_PY, ready, "listening");
 }
 
 #[test]
 fn http_readiness_waits_for_a_2xx_answer() {
-    let scratch = Scratch::new("ready-http");
-    let port = free_port();
-    // Answers 503 to the first three requests: listening is not enough, it must answer 2xx.
-    scratch.write(
-        "server.py",
-        "import http.server, os, sys\n\
-         port, marker = int(sys.argv[1]), sys.argv[2]\n\
-         answered = 0\n\
-         class Handler(http.server.BaseHTTPRequestHandler):\n\
-         \x20   def do_GET(self):\n\
-         \x20       global answered\n\
-         \x20       answered += 1\n\
-         \x20       if answered > 3:\n\
-         \x20           open(marker, 'a').close()\n\
-         \x20       self.send_response(200 if answered > 3 else 503)\n\
-         \x20       self.end_headers()\n\
-         \x20   def log_message(self, *args):\n\
-         \x20       pass\n\
-         http.server.HTTPServer(('127.0.0.1', port), Handler).serve_forever()\n",
-    );
-    let dir = scratch.display();
-    let config = format!(
-        r#"
-        grace_period = "30s"
-        [[service]]
-        name = "dependency"
-        command = ["python3", "{dir}/server.py", "{port}", "{dir}/healthy"]
-        ready = {{ http = "http://127.0.0.1:{port}/healthz", timeout = "60s" }}
-        {}"#,
-        dependent(&scratch, "healthy")
-    );
-    assert_dependent_waited(&scratch, &config);
+    let ready = |port| format!("http = \"http://127.0.0.1:{port}/healthz\"");
+    assert_script_dependency_waited("ready-http", "server.py", HTTP_SERVER_PY, ready, "healthy");
 }
 
 #[test]
 fn notify_readiness_waits_for_ready_1() {
     let scratch = Scratch::new("ready-notify");
-    let config = format!(
-        r#"
-        grace_period = "30s"
-        [[service]]
-        name = "dependency"
-        command = {}
-        env = {{ SERVICE_DELAY = "0.5" }}
-        ready = {{ notify = true, timeout = "60s" }}
-        {}"#,
-        scratch.service_command("notifier", "stop"),
-        dependent(&scratch, "notifier.ready")
-    );
-    assert_dependent_waited(&scratch, &config);
+    let dependency = notifier(&scratch, &scratch.service_command("notifier", "stop"));
+    assert_dependent_waited(Mode::Subreaper, &scratch, dependency, "notifier.ready");
 }
 
 #[test]
 fn redis_server_notifies_readiness_on_an_abstract_socket() {
     let scratch = Scratch::new("ready-redis");
-    let port = free_port();
+    let port = free_port().to_string();
     let dir = scratch.display();
     // The dependent asks redis for PONG as it starts: only a ready redis answers.
     scratch.write(
@@ -136,76 +109,47 @@ fn redis_server_notifies_readiness_on_an_abstract_socket() {
          \x20   answer = repr(error).encode()\n\
          open(sys.argv[2] + '.tmp', 'wb').write(answer)\n",
     );
-    let mut running = scratch.start(&format!(
-        r#"
-        grace_period = "30s"
-        [[service]]
-        name = "redis"
-        command = ["redis-server", "--port", "{port}", "--bind", "127.0.0.1", "--save", "", "--dir", "{dir}", "--supervised", "systemd"]
-        ready = {{ notify = true, timeout = "60s" }}
-
-        [[service]]
-        name = "pinger"
-        command = ["sh", "-c", "python3 {dir}/ping.py {port} {dir}/pong && mv {dir}/pong.tmp {dir}/pong && exec sleep 1000"]
-        after = ["redis"]
-        "#
-    ));
-    scratch.wait_for_file("pong");
+    let redis = argv(&[
+        "redis-server",
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--dir",
+        &dir,
+        "--supervised",
+        "systemd",
+    ]);
+    let config = scratch.config().grace_period("30s").service("redis", &redis);
+    let pinger =
+        sh(&format!("python3 {dir}/ping.py {port} {dir}/pong && mv {dir}/pong.tmp {dir}/pong && exec sleep 1000"));
+    let config = config.ready("notify = true", "60s").service("pinger", &pinger).after("redis");
+    let mut running = scratch.start_ready(config, &["pong"]);
     assert_eq!(scratch.read("pong"), "+PONG\r\n");
-    running.signal(libc::SIGTERM);
-    assert_eq!(running.wait().code(), Some(0), "stderr: {}", scratch.stderr());
+    scratch.assert_exited(running.stop(libc::SIGTERM), 0, &[]);
 }
 
 #[test]
 fn a_disabled_dependency_counts_as_ready() {
     let scratch = Scratch::new("ready-disabled");
-    let dir = scratch.display();
-    let mut running = scratch.start(&format!(
-        r#"
-        [[service]]
-        name = "dependency"
-        command = ["touch", "{dir}/dependency-ran"]
-        enabled = "${{LAUNCHER_TEST_UNSET_ENABLED:-false}}"
-        ready = {{ notify = true, timeout = "1s" }}
-        {}"#,
-        dependent(&scratch, "dependency-ran")
-    ));
-    scratch.wait_for_file("seen");
-    assert_eq!(scratch.read("seen"), "no\n");
-    running.signal(libc::SIGTERM);
-    assert_eq!(running.wait().code(), Some(0));
-    assert!(scratch.stderr().contains("service `dependency` is disabled"));
+    let config = scratch.config().service("dependency", &scratch.touch_command("dependency-ran"));
+    let config = config.key("enabled", &toml_string("${LAUNCHER_TEST_UNSET_ENABLED:-false}"));
+    let (mut running, seen) =
+        start_with_dependent(Mode::Subreaper, &scratch, config.ready("notify = true", "1s"), "dependency-ran");
+    assert_eq!(seen, "no\n");
+    scratch.assert_exited(running.stop(libc::SIGTERM), 0, &["service `dependency` is disabled"]);
 }
 
 #[test]
 fn a_readiness_timeout_stops_what_started_and_fails() {
     let scratch = Scratch::new("ready-timeout");
-    let mut running = scratch.start(&format!(
-        r#"
-        grace_period = "30s"
-        [[service]]
-        name = "first"
-        command = {}
-        ready = {{ notify = true, timeout = "60s" }}
-
-        [[service]]
-        name = "silent"
-        command = ["sleep", "1000"]
-        after = ["first"]
-        ready = {{ notify = true, timeout = "1s" }}
-
-        [[service]]
-        name = "never-started"
-        command = ["touch", "{}/never-started"]
-        after = ["silent"]
-        "#,
-        scratch.service_command("first", "stop"),
-        scratch.display()
-    ));
-    let status = running.wait();
-    let stderr = scratch.stderr();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("launcher: service `silent` did not become ready within 1s"), "{stderr}");
+    let config = scratch.config().grace_period("30s").test_service("first").ready("notify = true", "60s");
+    let config = config.service("silent", &argv(&["sleep", "1000"])).after("first").ready("notify = true", "1s");
+    let config = config.service("never-started", &scratch.touch_command("never-started")).after("silent");
+    let status = scratch.start(config).wait();
+    scratch.assert_exited(status, 1, &["launcher: service `silent` did not become ready within 1s"]);
     assert_eq!(scratch.read("stopped"), "first\n", "the started service was stopped");
     assert!(!scratch.path("never-started").exists());
 }
@@ -217,18 +161,8 @@ in_both_modes!(ready_from_a_descendant_of_the_service_counts, ready_from_another
 fn ready_from_a_descendant_of_the_service_counts(mode: Mode) {
     let scratch = Scratch::new("ready-descendant");
     let dir = scratch.display();
-    let config = format!(
-        r#"
-        grace_period = "30s"
-        [[service]]
-        name = "dependency"
-        command = ["sh", "-c", "python3 {dir}/service.py notifier {dir} & wait"]
-        env = {{ SERVICE_DELAY = "0.5" }}
-        ready = {{ notify = true, timeout = "60s" }}
-        {}"#,
-        dependent(&scratch, "notifier.ready")
-    );
-    assert_dependent_waited_in(mode, &scratch, &config);
+    let dependency = notifier(&scratch, &sh(&format!("python3 {dir}/service.py notifier {dir} & wait")));
+    assert_dependent_waited(mode, &scratch, dependency, "notifier.ready");
     assert!(!scratch.stderr().contains("ignoring notify messages"), "{}", scratch.stderr());
 }
 
@@ -237,7 +171,6 @@ fn ready_from_a_descendant_of_the_service_counts(mode: Mode) {
 /// ignored, with one message, and the readiness check times out.
 fn ready_from_another_process_is_ignored(mode: Mode) {
     let scratch = Scratch::new("ready-stranger");
-    let dir = scratch.display();
     scratch.write(
         "impostor.py",
         "import os, socket, sys, time\n\
@@ -256,35 +189,19 @@ fn ready_from_another_process_is_ignored(mode: Mode) {
         "silent.sh",
         "echo \"$NOTIFY_SOCKET\" > \"$1/address.tmp\"\nmv \"$1/address.tmp\" \"$1/address\"\nexec sleep 1000\n",
     );
-    let mut running = scratch.start_in(
-        mode,
-        &format!(
-            r#"
-            grace_period = "30s"
-            [[service]]
-            name = "impostor"
-            command = ["python3", "{dir}/impostor.py", "{dir}"]
-
-            [[service]]
-            name = "silent"
-            command = ["sh", "{dir}/silent.sh", "{dir}"]
-            after = ["impostor"]
-            ready = {{ notify = true, timeout = "5s" }}
-            "#
-        ),
-    );
-    scratch.wait_for_file("address");
+    let config =
+        scratch.config().grace_period("30s").service("impostor", &scratch.script_command("python3", "impostor.py"));
+    let config = config.service("silent", &scratch.script_command("sh", "silent.sh")).after("impostor");
+    let mut running = scratch.start_ready_in(mode, config.ready("notify = true", "5s"), &["address"]);
     let address = scratch.read("address");
     let name = address.trim().strip_prefix('@').expect("an abstract address");
     let test = UnixDatagram::unbound().expect("a datagram socket");
     test.send_to_addr(b"READY=1\n", &SocketAddr::from_abstract_name(name.as_bytes()).expect("an abstract name"))
         .expect("send READY=1 from the test");
     let status = running.wait();
-    let stderr = scratch.stderr();
 
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    let stderr = scratch.assert_exited(status, 1, &["launcher: service `silent` did not become ready within 5s"]);
     assert!(scratch.path("impostor-sent").exists(), "{stderr}");
-    assert!(stderr.contains("launcher: service `silent` did not become ready within 5s"), "{stderr}");
     let ignoring: Vec<&str> = stderr.lines().filter(|line| line.contains("ignoring notify messages")).collect();
     assert_eq!(ignoring.len(), 1, "reported once:\n{stderr}");
     assert!(ignoring[0].starts_with("launcher: service `silent`: ignoring notify messages from "), "{stderr}");

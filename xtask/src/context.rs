@@ -89,6 +89,14 @@ impl Context {
         Ok(self.engine.get_or_init(|| engine))
     }
 
+    /// The content-addressed cache of Debian packages (`debian::PackageCache`): `XTASK_PACKAGE_CACHE` when set (a
+    /// folder several checkouts or machines share), else `.cache/packages` in the workspace.
+    pub fn package_cache(&self) -> PathBuf {
+        std::env::var_os("XTASK_PACKAGE_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.root.join(".cache").join("packages"))
+    }
+
     /// True under `CI=true` or `CI=1` (GitHub Actions, `.ci/run`): missing tools are errors there, never skips.
     pub fn in_ci() -> bool {
         std::env::var("CI").is_ok_and(|value| value.eq_ignore_ascii_case("true") || value == "1")

@@ -80,7 +80,7 @@ fn import_root_filesystem(ctx: &Context, tarball: &std::path::Path, tag: &str) -
 }
 
 /// The Debian mirror of the host's apt sources (deb822 `URIs:` or one-line `deb` entries), if any.
-fn host_mirror() -> Option<String> {
+pub fn host_mirror() -> Option<String> {
     if let Ok(mirror) = std::env::var("XTASK_DEBIAN_MIRROR") {
         return Some(mirror);
     }

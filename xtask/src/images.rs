@@ -82,10 +82,14 @@ pub struct Companion {
     pub port: u16,
 }
 
-/// Image-specific pruning of the root filesystem, handed to `images/common/assemble-rootfs.sh` as build arguments.
+/// What the root filesystem is made of, and the image-specific pruning handed to `images/common/assemble-rootfs.sh`
+/// as build arguments.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rootfs {
+    /// The Debian packages unpacked into it, each pinned in the image's `packages.lock` (`cargo xtask lock`).
+    #[serde(default)]
+    pub packages: Vec<String>,
     /// Paths (relative to `/`) that no process of this image runs or reads.
     #[serde(default)]
     pub prune: Vec<String>,

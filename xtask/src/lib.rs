@@ -17,6 +17,7 @@ pub mod stamp;
 
 // What the build is made from and with.
 pub mod built;
+pub mod debian;
 pub mod debian_base;
 pub mod pinned_tools;
 pub mod static_launcher;

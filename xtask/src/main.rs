@@ -22,6 +22,8 @@ enum Command {
     Launcher,
     /// Build the Debian 13 base image from the Debian archive (for engines that cannot pull it).
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Resolve each image's Debian packages to the newest in trixie and its updates, and write its packages.lock.
+    Lock(lock::LockArgs),
     /// Build the launcher, then each image, tagged <repository>/<name>:<git sha>.
     Build(build::BuildArgs),
     /// Start each built image with what it needs and wait until its health endpoint answers.
@@ -63,6 +65,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Launcher => xtask::static_launcher::build(&ctx).map(|path| println!("{}", path.display())),
         Command::Bootstrap(args) => bootstrap::run(&ctx, &args),
+        Command::Lock(args) => lock::run(&ctx, &args),
         Command::Build(args) => build::run(&ctx, &args),
         Command::Healthcheck(args) => healthcheck::run(&ctx, &args),
         Command::Ci(args) => ci::main(&ctx, &args),

@@ -123,6 +123,102 @@ while True:
     time.sleep(1000)
 "#;
 
+/// A TOML basic string: `text` in double quotes, with `\\` and `"` escaped.
+pub fn toml_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A TOML array of strings, as a `command` is written.
+pub fn argv(args: &[&str]) -> String {
+    let strings: Vec<String> = args.iter().map(|arg| toml_string(arg)).collect();
+    format!("[{}]", strings.join(", "))
+}
+
+/// `["sh", "-c", script]`. No `$` is escaped: `$$` is the launcher's literal `$`.
+pub fn sh(script: &str) -> String {
+    argv(&["sh", "-c", script])
+}
+
+/// The TOML array that runs SERVICE_PY, in `dir`, as service `name` with `behaviour`.
+fn service_command(dir: &str, name: &str, behaviour: &str) -> String {
+    argv(&["python3", &format!("{dir}/service.py"), name, dir, behaviour])
+}
+
+/// A launcher config, a table at a time (from `Scratch::config`):
+/// `scratch.config().grace_period("30s").test_service("db").service("web", &command).after("db")`.
+/// `after`, `ready`, `env`, `timeout` and `key` add to the table added last.
+#[derive(Debug)]
+pub struct Config {
+    toml: String,
+    /// The scratch directory, where SERVICE_PY is.
+    dir: String,
+}
+
+impl Config {
+    /// `grace_period = "…"`: first, before any table.
+    pub fn grace_period(self, period: &str) -> Config {
+        self.key("grace_period", &toml_string(period))
+    }
+
+    /// A `[[service]]` with its `name` and `command` (a TOML array, see `argv` and `sh`).
+    pub fn service(self, name: &str, command: &str) -> Config {
+        self.table("service", name).key("command", command)
+    }
+
+    /// A SERVICE_PY service that says it is ready through NAME.ready and stops on SIGTERM.
+    pub fn test_service(self, name: &str) -> Config {
+        let command = service_command(&self.dir, name, "stop");
+        self.service(name, &command)
+    }
+
+    /// A `[[setup]]` command step.
+    pub fn setup(self, name: &str, command: &str) -> Config {
+        self.table("setup", name).key("command", command)
+    }
+
+    /// A `[[setup]]` mkdir step.
+    pub fn mkdir(self, name: &str, path: &str, mode: &str) -> Config {
+        self.table("setup", name).key("mkdir", &toml_string(path)).key("mode", &toml_string(mode))
+    }
+
+    /// `after = ["name"]`.
+    pub fn after(self, name: &str) -> Config {
+        self.key("after", &argv(&[name]))
+    }
+
+    /// `ready = { CHECK, timeout = "…" }`, `check` being `notify = true`, `tcp = "…"` or `http = "…"`.
+    pub fn ready(self, check: &str, timeout: &str) -> Config {
+        self.key("ready", &format!("{{ {check}, timeout = {} }}", toml_string(timeout)))
+    }
+
+    /// `env = { NAME = "value" }`.
+    pub fn env(self, name: &str, value: &str) -> Config {
+        self.key("env", &format!("{{ {name} = {} }}", toml_string(value)))
+    }
+
+    /// A step's `timeout = "…"`.
+    pub fn timeout(self, timeout: &str) -> Config {
+        self.key("timeout", &toml_string(timeout))
+    }
+
+    /// `key = value`, `value` as TOML.
+    pub fn key(mut self, key: &str, value: &str) -> Config {
+        self.toml.push_str(&format!("{key} = {value}\n"));
+        self
+    }
+
+    fn table(mut self, kind: &str, name: &str) -> Config {
+        self.toml.push_str(&format!("\n[[{kind}]]\n"));
+        self.key("name", &toml_string(name))
+    }
+}
+
+impl AsRef<str> for Config {
+    fn as_ref(&self) -> &str {
+        &self.toml
+    }
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct Scratch {
     pub dir: PathBuf,
@@ -161,24 +257,59 @@ impl Scratch {
         fs::read_to_string(self.path(name)).unwrap_or_default()
     }
 
+    /// The pid written to DIR/name (SERVICE_PY writes its own to NAME.ready).
+    pub fn read_pid(&self, name: &str) -> i32 {
+        let text = self.read(name);
+        text.trim().parse().unwrap_or_else(|_| panic!("no pid in {name}: {text:?}"))
+    }
+
     /// A TOML array for a SERVICE_PY service.
     pub fn service_command(&self, name: &str, behaviour: &str) -> String {
-        format!("[\"python3\", \"{}/service.py\", \"{name}\", \"{}\", \"{behaviour}\"]", self.display(), self.display())
+        service_command(&self.display(), name, behaviour)
+    }
+
+    /// `[interpreter, "DIR/script", "DIR"]`: a script written to the scratch dir, told where it is.
+    pub fn script_command(&self, interpreter: &str, script: &str) -> String {
+        argv(&[interpreter, &self.path(script).display().to_string(), &self.display()])
+    }
+
+    /// `["touch", "DIR/name"]`: a command that leaves a trace when it runs.
+    pub fn touch_command(&self, name: &str) -> String {
+        argv(&["touch", &self.path(name).display().to_string()])
+    }
+
+    /// An empty config; its `test_service`s run SERVICE_PY from this directory.
+    pub fn config(&self) -> Config {
+        Config { toml: String::new(), dir: self.display() }
     }
 
     /// Starts the launcher on `config` (written to launcher.toml); stdout and stderr go to files.
-    pub fn start(&self, config: &str) -> Running {
+    pub fn start(&self, config: impl AsRef<str>) -> Running {
         self.start_in(Mode::Subreaper, config)
     }
 
     /// `start`, with the launcher as a subreaper or as PID 1 of a PID namespace.
-    pub fn start_in(&self, mode: Mode, config: &str) -> Running {
+    pub fn start_in(&self, mode: Mode, config: impl AsRef<str>) -> Running {
         self.spawn_in(mode, self.launcher_command_in(mode, config))
     }
 
+    /// `start`, then waits for each of the `markers` files (a service's NAME.ready, say).
+    pub fn start_ready(&self, config: impl AsRef<str>, markers: &[&str]) -> Running {
+        self.start_ready_in(Mode::Subreaper, config, markers)
+    }
+
+    /// `start_in`, then waits for each of the `markers` files.
+    pub fn start_ready_in(&self, mode: Mode, config: impl AsRef<str>, markers: &[&str]) -> Running {
+        let running = self.start_in(mode, config);
+        for marker in markers {
+            self.wait_for_file(marker);
+        }
+        running
+    }
+
     /// The command `start_in` runs, for a test to adjust before `spawn_in`.
-    pub fn launcher_command_in(&self, mode: Mode, config: &str) -> Command {
-        let path = self.write("launcher.toml", config);
+    pub fn launcher_command_in(&self, mode: Mode, config: impl AsRef<str>) -> Command {
+        let path = self.write("launcher.toml", config.as_ref());
         let mut command = launcher_command(mode);
         command.arg("--config").arg(path);
         command
@@ -208,6 +339,17 @@ impl Scratch {
 
     pub fn stdout(&self) -> String {
         self.read("launcher.out")
+    }
+
+    /// Asserts that the launcher exited with `code` and that its stderr holds each of `messages`;
+    /// returns the stderr for further checks.
+    pub fn assert_exited(&self, status: ExitStatus, code: i32, messages: &[&str]) -> String {
+        let stderr = self.stderr();
+        assert_eq!(status.code(), Some(code), "stderr:\n{stderr}");
+        for message in messages {
+            assert!(stderr.contains(message), "expected {message:?} in stderr:\n{stderr}");
+        }
+        stderr
     }
 
     /// Waits until DIR/name exists; a timeout shows the launcher's messages.
@@ -264,6 +406,19 @@ impl Running {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().expect("running").try_wait(), Ok(None))
+    }
+
+    /// Sends `signal` to the launcher, then waits for it to exit.
+    pub fn stop(&mut self, signal: i32) -> ExitStatus {
+        self.signal(signal);
+        self.wait()
+    }
+
+    /// `stop`, and how long the launcher took to exit after the signal.
+    pub fn stop_timed(&mut self, signal: i32) -> (ExitStatus, Duration) {
+        let signalled = Instant::now();
+        let status = self.stop(signal);
+        (status, signalled.elapsed())
     }
 
     /// Waits for the launcher to exit (panics after PATIENCE).

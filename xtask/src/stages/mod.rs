@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod build;
 pub mod ci;
 pub mod healthcheck;
+pub mod lock;
 pub mod release;
 pub mod sbom;
 pub mod scan;
