@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use xshell::{cmd, Shell};
 
-
 /// The engine that answered, and how this machine builds images for it.
 #[derive(Debug)]
 pub struct Engine {

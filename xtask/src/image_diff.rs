@@ -43,11 +43,19 @@ impl ImageBlobs {
 /// The first place two images differ.
 #[derive(Debug, PartialEq)]
 pub enum Difference {
-    LayerCount { ours: usize, theirs: usize },
+    LayerCount {
+        ours: usize,
+        theirs: usize,
+    },
     /// Layer `index` (from 1, base first) differs; its first differing files.
-    Layer { index: usize, files: Vec<FileDifference> },
+    Layer {
+        index: usize,
+        files: Vec<FileDifference>,
+    },
     /// Same layers, different configuration: the fields that differ.
-    Config { fields: Vec<String> },
+    Config {
+        fields: Vec<String>,
+    },
 }
 
 /// One path whose entry differs, with both sides (`None`: absent on that side).
@@ -87,7 +95,11 @@ pub fn first_difference(ours: &ImageBlobs, theirs: &ImageBlobs) -> Result<Option
                 .into_iter()
                 .filter(|path| a.get(*path) != b.get(*path))
                 .take(FILES_SHOWN)
-                .map(|path| FileDifference { path: path.clone(), ours: a.get(path).cloned(), theirs: b.get(path).cloned() })
+                .map(|path| FileDifference {
+                    path: path.clone(),
+                    ours: a.get(path).cloned(),
+                    theirs: b.get(path).cloned(),
+                })
                 .collect();
             return Ok(Some(Difference::Layer { index: index + 1, files }));
         }
@@ -111,7 +123,10 @@ fn entries(layer: &[u8]) -> Result<BTreeMap<String, FileFacts>> {
         let mut content = Vec::new();
         entry.read_to_end(&mut content)?;
         let sha256 = hex::encode(Sha256::digest(&content));
-        facts.insert(path, FileFacts { size: content.len() as u64, mode: header.mode()?, mtime: header.mtime()?, sha256 });
+        facts.insert(
+            path,
+            FileFacts { size: content.len() as u64, mode: header.mode()?, mtime: header.mtime()?, sha256 },
+        );
     }
     Ok(facts)
 }
@@ -124,7 +139,12 @@ fn differing_fields(a: &Value, b: &Value, at: &str, fields: &mut Vec<String>) {
             keys.dedup();
             for key in keys {
                 let inner = format!("{at}/{key}");
-                differing_fields(a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null), &inner, fields);
+                differing_fields(
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null),
+                    &inner,
+                    fields,
+                );
             }
         }
         _ if a != b => fields.push(format!("{at}: {a} ≠ {b}")),
@@ -150,13 +170,9 @@ impl fmt::Display for Difference {
 
 fn side(facts: &Option<FileFacts>) -> String {
     match facts {
-        Some(facts) => format!(
-            "size {} mode {:o} mtime {} sha256 {}",
-            facts.size,
-            facts.mode,
-            facts.mtime,
-            &facts.sha256[..12]
-        ),
+        Some(facts) => {
+            format!("size {} mode {:o} mtime {} sha256 {}", facts.size, facts.mode, facts.mtime, &facts.sha256[..12])
+        }
         None => "absent".to_owned(),
     }
 }
@@ -205,7 +221,9 @@ mod tests {
         let difference = first_difference(&ours, &theirs).unwrap().unwrap();
         assert_eq!(
             difference,
-            Difference::Config { fields: vec![r#"/created: "2026-01-01T00:00:00Z" ≠ "2026-01-02T00:00:00Z""#.to_owned()] }
+            Difference::Config {
+                fields: vec![r#"/created: "2026-01-01T00:00:00Z" ≠ "2026-01-02T00:00:00Z""#.to_owned()]
+            }
         );
         assert_eq!(first_difference(&ours, &ours).unwrap(), None);
     }

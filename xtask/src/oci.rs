@@ -42,10 +42,9 @@ pub fn read_docker_save(archive: impl Read) -> Result<Saved> {
             files.insert(path, content);
         }
     }
-    let manifest: Vec<DockerManifest> = serde_json::from_slice(
-        files.get("manifest.json").context("the `docker save` archive has no manifest.json")?,
-    )
-    .context("reading manifest.json of the `docker save` archive")?;
+    let manifest: Vec<DockerManifest> =
+        serde_json::from_slice(files.get("manifest.json").context("the `docker save` archive has no manifest.json")?)
+            .context("reading manifest.json of the `docker save` archive")?;
     let [image] = manifest.as_slice() else {
         bail!("the `docker save` archive holds {} images, not one", manifest.len());
     };
@@ -198,7 +197,8 @@ fn retarget_hard_links(entries: &mut [Entry]) {
 
 /// A gzip stream of `data` that is the same on every machine: level 6, no name, no timestamp, OS "unknown".
 pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    let mut encoder = flate2::GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), flate2::Compression::new(6));
+    let mut encoder =
+        flate2::GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), flate2::Compression::new(6));
     encoder.write_all(data)?;
     Ok(encoder.finish()?)
 }
@@ -219,9 +219,18 @@ pub fn normalize_config(
     let mut settings = serde_json::Map::new();
     if let Some(Value::Object(config)) = saved.get("config") {
         // The OCI settings, and Docker's health check; everything else (hostname, attach flags, ...) is the builder's.
-        for key in
-            ["User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels", "StopSignal", "Healthcheck"]
-        {
+        for key in [
+            "User",
+            "ExposedPorts",
+            "Env",
+            "Entrypoint",
+            "Cmd",
+            "Volumes",
+            "WorkingDir",
+            "Labels",
+            "StopSignal",
+            "Healthcheck",
+        ] {
             if let Some(value) = config.get(key).filter(|value| !value.is_null()) {
                 settings.insert(key.to_owned(), value.clone());
             }
@@ -268,12 +277,7 @@ pub fn normalize_config(
 
 /// A Dockerfile step as builders record it, without what varies between them (`/bin/sh -c #(nop)`, ` # buildkit`).
 fn describe_step(created_by: &str) -> String {
-    created_by
-        .trim()
-        .trim_start_matches("/bin/sh -c #(nop) ")
-        .trim_end_matches(" # buildkit")
-        .trim()
-        .to_owned()
+    created_by.trim().trim_start_matches("/bin/sh -c #(nop) ").trim_end_matches(" # buildkit").trim().to_owned()
 }
 
 /// JSON with sorted keys and no insignificant white space: the same value always gives the same bytes.
@@ -309,7 +313,8 @@ pub struct LayoutWriter {
 impl LayoutWriter {
     /// Starts a layout in `dir`, which must not exist yet.
     pub fn create(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir.join("blobs").join("sha256")).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir.join("blobs").join("sha256"))
+            .with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         Ok(LayoutWriter { dir: dir.to_owned() })
     }
@@ -330,7 +335,12 @@ impl LayoutWriter {
 
     /// Writes `index.json` naming `top` under `name`, and the `manifest.json` Engine 20.10's `docker load` reads
     /// (its `RepoTags` are the tags the images load under).
-    pub fn finish(self, mut top: Descriptor, name: &str, docker_images: &[(String, Descriptor, Vec<Descriptor>)]) -> Result<PathBuf> {
+    pub fn finish(
+        self,
+        mut top: Descriptor,
+        name: &str,
+        docker_images: &[(String, Descriptor, Vec<Descriptor>)],
+    ) -> Result<PathBuf> {
         top.annotations.insert("org.opencontainers.image.ref.name".to_owned(), name.to_owned());
         let index = json!({ "schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [top] });
         std::fs::write(self.dir.join("index.json"), canonical_json(&index)?)?;

@@ -56,7 +56,12 @@ fn workspace_files(ctx: &Context) -> Result<Vec<PathBuf>> {
         .quiet()
         .read()
         .context("listing the workspace files of the build context (git ls-files)")?;
-    Ok(listing.split('\0').filter(|path| !path.is_empty()).map(PathBuf::from).filter(|path| ctx.root.join(path).is_file()).collect())
+    Ok(listing
+        .split('\0')
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+        .filter(|path| ctx.root.join(path).is_file())
+        .collect())
 }
 
 /// Copies a file with the mode it gets in any checkout (0755 when its owner may run it, else 0644) and `epoch` as its

@@ -92,7 +92,8 @@ fn platform_tags(architecture: &str) -> Result<Vec<String>> {
         "arm64" => "aarch64",
         other => anyhow::bail!("no wheels for the architecture `{other}`: amd64 and arm64 are supported"),
     };
-    let mut tags: Vec<String> = (17..=GLIBC_MINOR).rev().map(|minor| format!("manylinux_2_{minor}_{machine}")).collect();
+    let mut tags: Vec<String> =
+        (17..=GLIBC_MINOR).rev().map(|minor| format!("manylinux_2_{minor}_{machine}")).collect();
     tags.push(format!("manylinux2014_{machine}"));
     Ok(tags)
 }
@@ -105,7 +106,9 @@ mod tests {
     fn every_manylinux_tag_up_to_debian_13s_glibc() {
         let tags = platform_tags("amd64").unwrap();
         assert_eq!(tags.first().map(String::as_str), Some("manylinux_2_41_x86_64"));
-        assert!(tags.contains(&"manylinux_2_17_x86_64".to_owned()) && tags.contains(&"manylinux2014_x86_64".to_owned()));
+        assert!(
+            tags.contains(&"manylinux_2_17_x86_64".to_owned()) && tags.contains(&"manylinux2014_x86_64".to_owned())
+        );
         assert!(platform_tags("arm64").unwrap().iter().all(|tag| tag.ends_with("aarch64")));
         assert!(platform_tags("s390x").unwrap_err().to_string().contains("s390x"));
     }

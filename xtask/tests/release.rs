@@ -1,22 +1,25 @@
-//! `release` and `verify` against a real registry on 127.0.0.1, the real cosign and the real Docker engine, with a
-//! tiny image built `FROM scratch` and a throwaway key pair.
+//! `release` and `verify` against a real registry on 127.0.0.1 and the real cosign, with tiny OCI image layouts
+//! written by the tests (`common::layout`) and a throwaway key pair. No container engine is involved: the layout is
+//! pushed as it is, so the digest computed here is the one the registry must report.
 
 mod common;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
+use base64::Engine as _;
 use xshell::cmd;
 use xtask::context::Context;
 
+use common::layout::{self, Layout};
+use common::registry::{LocalRegistry, LOGIN_PASSWORD, LOGIN_USER};
 use common::require;
 use xtask::cosign::{self, Secret, Tlog};
-use xtask::registry::Reference;
+use xtask::registry::{push_layout, referrers, resolve_digest, Reference};
 use xtask::signing::{KeySource, Signer, SigningArgs, Verifier};
-use xtask::stages::release::{self, publish, push, Destination, Published, ReleaseArgs, Signing};
-
-use common::registry::LocalRegistry;
+use xtask::stages::release::{self, publish, Destination, Published, ReleaseArgs, Signing};
 
 /// A unique, unguessable-enough string: secrets the tests later look for must not occur anywhere by chance.
 fn unique(prefix: &str) -> String {
@@ -33,6 +36,7 @@ struct KeyPair {
 /// One test's world: a committed git checkout with an SBOM, a registry, cosign and a key pair.
 struct Bench {
     ctx: Context,
+    workspace: Context,
     registry: LocalRegistry,
     cosign: PathBuf,
     keys: KeyPair,
@@ -43,7 +47,6 @@ struct Bench {
 impl Bench {
     fn new(name: &str) -> Option<Self> {
         let workspace = Context::discover().expect("the xtask workspace");
-        require("the Docker engine", workspace.engine().map(drop))?;
         let cosign = require("cosign", cosign::cosign(&workspace))?;
         let registry = require("a registry binary", LocalRegistry::start(&workspace))?;
         let folder = tempfile::Builder::new().prefix("xtask-release-").tempdir().unwrap();
@@ -51,7 +54,7 @@ impl Bench {
         std::fs::create_dir_all(&root).unwrap();
         let ctx = Context::at(root).unwrap();
         let keys = generate_key_pair(&cosign, &folder.path().join("keys"), &unique("password"));
-        let bench = Self { ctx, registry, cosign, keys, name: unique(name), folder };
+        let bench = Self { ctx, workspace, registry, cosign, keys, name: unique(name), folder };
         bench.commit();
         let sbom = bench.ctx.out.sbom(&bench.name);
         std::fs::create_dir_all(sbom.parent().unwrap()).unwrap();
@@ -74,6 +77,11 @@ impl Bench {
         Destination::parse(&format!("{}/team", self.registry.address)).unwrap()
     }
 
+    /// `HOST:PORT/team/<name>`: where this test's image goes.
+    fn repository(&self) -> String {
+        self.destination().repository(&self.name)
+    }
+
     /// Key-based, offline signing, verified with the public key `release` derives from the private one.
     fn key_signing(&self) -> Signing {
         let signer = self.signer(&self.keys.password);
@@ -86,26 +94,18 @@ impl Bench {
         Signer::Key { key: KeySource::File(self.keys.private.clone()), password: Secret::new(password) }
     }
 
-    /// Builds a `FROM scratch` image holding `content` and returns its local reference. The content is made
-    /// unique to this test, so that no other test shares the image and its cleanup.
-    fn build(&self, content: &str) -> String {
-        let context = self.folder.path().join(unique("image"));
-        std::fs::create_dir_all(&context).unwrap();
-        std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY payload.txt /payload.txt\n").unwrap();
-        std::fs::write(context.join("payload.txt"), format!("{content}\n{}\n", self.name)).unwrap();
-        let reference = format!("xtask-release-test/{}:{}", self.name, unique("build"));
-        let sh = &self.ctx.sh;
-        cmd!(sh, "docker build --quiet --tag {reference} {context}")
-            .env("DOCKER_BUILDKIT", "0")
-            .quiet()
-            .ignore_stdout()
-            .run()
-            .expect("building the test image");
-        reference
+    /// Writes an OCI layout of one image holding `content`, made unique to this test.
+    fn layout(&self, content: &str) -> Layout {
+        layout::image(&self.folder.path().join(unique("layout")), &format!("{content}\n{}\n", self.name))
     }
 
-    fn publish(&self, local: &str, signing: &Signing) -> Result<Published> {
-        publish(&self.ctx, &self.name, local, &self.destination(), signing)
+    fn publish(&self, layout: &Layout, signing: &Signing) -> Result<Published> {
+        publish(&self.ctx, &self.name, &layout.dir, &self.destination(), signing)
+    }
+
+    /// Pushes a layout under the revision tag, as `release` would but without signing.
+    fn push(&self, layout: &Layout) -> Result<String> {
+        push_layout(&layout.dir, &self.repository(), &[self.ctx.revision()?.tag.clone()])
     }
 
     fn verify(&self, reference: &str, public_key: &Path) -> Result<xtask::stages::verify::Verified> {
@@ -118,26 +118,12 @@ impl Bench {
     }
 
     fn tag(&self) -> String {
-        format!("{}:{}", self.destination().repository(&self.name), self.ctx.revision().unwrap().tag)
+        format!("{}:{}", self.repository(), self.ctx.revision().unwrap().tag)
     }
-}
 
-impl Drop for Bench {
-    /// Removes this test's images (built, pushed, and those whose tag a later push took) from the engine.
-    fn drop(&mut self) {
-        let listing = self.ctx.read("docker", &["images", "--format", "{{.Repository}} {{.ID}}"]).unwrap_or_default();
-        let mut ours: Vec<&str> = listing
-            .lines()
-            .filter_map(|line| line.split_once(' '))
-            .filter(|(repository, _)| repository.contains(&self.name))
-            .map(|(_, id)| id)
-            .collect();
-        ours.sort_unstable();
-        ours.dedup();
-        if !ours.is_empty() {
-            let sh = &self.ctx.sh;
-            let _ = cmd!(sh, "docker rmi --force {ours...}").quiet().ignore_stdout().ignore_stderr().run();
-        }
+    /// `team/<name>`: the repository's path in the registry.
+    fn path(&self) -> String {
+        format!("team/{}", self.name)
     }
 }
 
@@ -159,22 +145,34 @@ fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+fn resolve(reference: &str) -> String {
+    resolve_digest(&Reference::parse(reference).unwrap()).unwrap()
+}
+
 #[test]
 fn publish_then_verify_by_tag_and_by_digest() {
     let Some(bench) = Bench::new("signed") else { return };
     bench.ctx.read("git", &["tag", "v1.2.3"]).unwrap();
-    let local = bench.build("signed content");
+    let layout = bench.layout("signed content");
     let signing = bench.key_signing();
 
     let started = Instant::now();
-    let published = bench.publish(&local, &signing).unwrap();
+    let published = bench.publish(&layout, &signing).unwrap();
     eprintln!("figure: push + sign + attest + verify took {:.2?}", started.elapsed());
 
+    // The digest is the one computed when the layout was written, before any push.
+    assert_eq!(published.digest, layout.digest);
     let revision = bench.ctx.revision().unwrap().tag.clone();
     assert_eq!(published.tags, [revision.clone(), "v1.2.3".to_owned()]);
-    let repository = bench.destination().repository(&bench.name);
-    assert_eq!(published.pinned, format!("{repository}@{}", published.digest));
+    let repository = bench.repository();
+    assert_eq!(published.pinned, format!("{repository}@{}", layout.digest));
     assert!(published.signature.starts_with(&format!("{repository}@sha256:")), "{}", published.signature);
+    for tag in &published.tags {
+        let (reported, bytes) = bench.registry.manifest(&bench.path(), tag).unwrap();
+        assert_eq!(reported, layout.digest, "the Docker-Content-Digest of tag {tag}");
+        assert!(bytes == layout.bytes, "tag {tag}: the registry serves other bytes than the layout's manifest");
+        assert_eq!(resolve(&format!("{repository}:{tag}")), layout.digest, "resolve_digest of tag {tag}");
+    }
 
     let started = Instant::now();
     for reference in [bench.tag(), format!("{repository}:v1.2.3"), published.pinned.clone()] {
@@ -183,6 +181,92 @@ fn publish_then_verify_by_tag_and_by_digest() {
         assert!(verified.sbom_attestation, "{reference}: the SBOM attestation was not found");
     }
     eprintln!("figure: three verifications (signature + SBOM attestation) took {:.2?}", started.elapsed());
+}
+
+#[test]
+fn pushing_the_same_layout_twice_changes_nothing() {
+    let Some(bench) = Bench::new("twice") else { return };
+    let layout = bench.layout("pushed twice");
+    let tags = ["first".to_owned(), "second".to_owned()];
+
+    let first = push_layout(&layout.dir, &bench.repository(), &tags).unwrap();
+    let stored = bench.registry.stored_files();
+    let blobs = |files: &[PathBuf]| files.iter().filter(|file| file.starts_with("docker/registry/v2/blobs")).count();
+    let started = Instant::now();
+    let second = push_layout(&layout.dir, &bench.repository(), &tags).unwrap();
+    eprintln!("figure: pushing a layout the registry already has took {:.2?}", started.elapsed());
+
+    assert_eq!((first.as_str(), second.as_str()), (layout.digest.as_str(), layout.digest.as_str()));
+    assert_eq!(bench.registry.stored_files(), stored, "the second push changed what the registry stores");
+    // Layer, config and manifest: the blobs of one image, each stored once.
+    assert_eq!(blobs(&stored), 3, "{stored:#?}");
+    for tag in &tags {
+        assert_eq!(resolve(&format!("{}:{tag}", bench.repository())), layout.digest, "tag {tag}");
+    }
+}
+
+#[test]
+fn an_index_of_two_platforms_resolves_to_the_index_digest() {
+    let Some(bench) = Bench::new("index") else { return };
+    let platforms = [("amd64", format!("amd64 {}", bench.name)), ("arm64", format!("arm64 {}", bench.name))];
+    let platforms: Vec<(&str, &str)> = platforms.iter().map(|(arch, content)| (*arch, content.as_str())).collect();
+    let layout = layout::index(&bench.folder.path().join("index"), &platforms);
+    assert_eq!(layout.children.len(), 2);
+
+    // The registry refuses an index whose manifests it does not have: success means the children went first.
+    let pushed = bench.push(&layout).unwrap();
+    assert_eq!(pushed, layout.digest);
+    assert_eq!(resolve(&bench.tag()), layout.digest);
+    let (reported, bytes) = bench.registry.manifest(&bench.path(), &bench.ctx.revision().unwrap().tag).unwrap();
+    assert_eq!(reported, layout.digest);
+    assert!(bytes == layout.bytes, "the registry serves other bytes than the layout's index");
+    for (digest, child) in &layout.children {
+        let (reported, bytes) = bench.registry.manifest(&bench.path(), digest).unwrap();
+        assert_eq!(&reported, digest);
+        assert!(bytes == *child, "child manifest {digest} is stored with other bytes");
+    }
+    // Pushing it again is as idempotent as a single image.
+    assert_eq!(bench.push(&layout).unwrap(), layout.digest);
+}
+
+#[test]
+fn an_incomplete_layout_is_named_before_anything_is_pushed() {
+    let Some(bench) = Bench::new("incomplete") else { return };
+    let layout = bench.layout("missing its layer");
+    let layer = &layout.layers[0];
+    std::fs::remove_file(layout.blob(layer)).unwrap();
+
+    let error = format!("{:#}", bench.push(&layout).unwrap_err());
+    assert!(error.contains("is incomplete") && error.contains(layer) && error.contains("layer 1"), "{error}");
+    assert_eq!(error.lines().count(), 1, "{error}");
+    assert!(bench.registry.stored_files().is_empty(), "something was pushed: {:#?}", bench.registry.stored_files());
+
+    std::fs::remove_file(layout.dir.join("index.json")).unwrap();
+    let error = format!("{:#}", bench.push(&layout).unwrap_err());
+    assert!(error.contains("is incomplete: it has no index.json"), "{error}");
+}
+
+#[test]
+fn referrers_listed_without_annotations_are_read_from_their_manifests() {
+    let Some(bench) = Bench::new("referrers") else { return };
+    let subject = bench.push(&bench.layout("the subject")).unwrap();
+    // What an older client leaves on a registry without the referrers API: an index under `sha256-<hex>` whose
+    // descriptors lack the annotations that the referrer's manifest carries.
+    let created = "2026-01-02T03:04:05Z";
+    let annotations = serde_json::json!({
+        "dev.sigstore.bundle.predicateType": cosign::SIGNATURE_PREDICATE,
+        "org.opencontainers.image.created": created,
+    });
+    let fallback = layout::referrers_index(&bench.folder.path().join("referrers"), &bench.name, annotations);
+    push_layout(&fallback.dir, &bench.repository(), &[subject.replace(':', "-")]).unwrap();
+
+    let found = referrers(&Reference::parse(&format!("{}@{subject}", bench.repository())).unwrap(), &subject).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].digest, fallback.children[0].0);
+    assert_eq!(found[0].predicate_type.as_deref(), Some(cosign::SIGNATURE_PREDICATE));
+    assert_eq!(found[0].created.as_deref(), Some(created));
+    // An image nothing refers to has no referrers, and no fallback tag either.
+    assert!(referrers(&Reference::parse(&bench.tag()).unwrap(), &fallback.children[0].0).unwrap().is_empty());
 }
 
 #[test]
@@ -217,8 +301,7 @@ fn a_public_key_of_another_pair_is_refused_before_signing() {
 #[test]
 fn verify_refuses_an_unsigned_image() {
     let Some(bench) = Bench::new("unsigned") else { return };
-    let local = bench.build("never signed");
-    push(&bench.ctx, &local, &bench.tag(), &bench.registry.address).unwrap();
+    bench.push(&bench.layout("never signed")).unwrap();
     let error = format!("{:#}", bench.verify(&bench.tag(), &bench.keys.public).unwrap_err());
     assert!(error.contains("has no signature that verifies"), "{error}");
 }
@@ -226,8 +309,7 @@ fn verify_refuses_an_unsigned_image() {
 #[test]
 fn verify_refuses_another_public_key() {
     let Some(bench) = Bench::new("otherkey") else { return };
-    let local = bench.build("signed with the first key");
-    bench.publish(&local, &bench.key_signing()).unwrap();
+    bench.publish(&bench.layout("signed with the first key"), &bench.key_signing()).unwrap();
     let other = generate_key_pair(&bench.cosign, &bench.folder.path().join("other"), "other password");
     let error = format!("{:#}", bench.verify(&bench.tag(), &other.public).unwrap_err());
     assert!(error.contains(&format!("public key {}", other.public.display())), "{error}");
@@ -236,10 +318,12 @@ fn verify_refuses_another_public_key() {
 #[test]
 fn verify_refuses_other_content_pushed_under_the_signed_tag() {
     let Some(bench) = Bench::new("retagged") else { return };
-    let published = bench.publish(&bench.build("the released content"), &bench.key_signing()).unwrap();
-    let impostor = bench.build("someone else's content");
-    let moved_to = push(&bench.ctx, &impostor, &bench.tag(), &bench.registry.address).unwrap();
+    let published = bench.publish(&bench.layout("the released content"), &bench.key_signing()).unwrap();
+    let impostor = bench.layout("someone else's content");
+    let moved_to = bench.push(&impostor).unwrap();
+    assert_eq!(moved_to, impostor.digest);
     assert_ne!(moved_to, published.digest);
+    assert_eq!(resolve(&bench.tag()), moved_to);
 
     let error = format!("{:#}", bench.verify(&bench.tag(), &bench.keys.public).unwrap_err());
     assert!(error.contains(&moved_to) && error.contains("has no signature that verifies"), "{error}");
@@ -251,8 +335,8 @@ fn verify_refuses_other_content_pushed_under_the_signed_tag() {
 fn a_wrong_key_password_is_named() {
     let Some(bench) = Bench::new("password") else { return };
     let signer = bench.signer("not the password");
-    let pushed = push(&bench.ctx, &bench.build("content"), &bench.tag(), &bench.registry.address).unwrap();
-    let pinned = format!("{}@{pushed}", bench.destination().repository(&bench.name));
+    let pushed = bench.push(&bench.layout("content")).unwrap();
+    let pinned = format!("{}@{pushed}", bench.repository());
     // `release` derives the public key before ci, so a wrong password stops it there; signing says the same.
     let deriving = signer.verifier(&bench.cosign, None, &bench.folder.path().join("derived.pub")).unwrap_err();
     let signing = signer.sign(&bench.cosign, &pinned, Tlog::Offline).unwrap_err();
@@ -265,17 +349,98 @@ fn a_wrong_key_password_is_named() {
 #[test]
 fn an_unreachable_registry_is_named() {
     let Some(bench) = Bench::new("unreachable") else { return };
-    let local = bench.build("content");
+    let layout = bench.layout("content");
     let address = format!("127.0.0.1:{}", closed_port());
     let nowhere = Destination::parse(&format!("{address}/team")).unwrap();
-    let error = format!("{:#}", publish(&bench.ctx, &bench.name, &local, &nowhere, &bench.key_signing()).unwrap_err());
+    let error =
+        format!("{:#}", publish(&bench.ctx, &bench.name, &layout.dir, &nowhere, &bench.key_signing()).unwrap_err());
     assert!(
         error.contains(&format!("registry {address} is unreachable")) && error.contains("check that it is running"),
         "{error}"
     );
+    assert_eq!(error.lines().count(), 1, "{error}");
 
     let error = format!("{:#}", bench.verify(&format!("{address}/team/app:1"), &bench.keys.public).unwrap_err());
     assert!(error.contains(&format!("registry {address} is unreachable")), "{error}");
+}
+
+/// Run by `a_registry_that_wants_a_login_is_logged_into_from_the_docker_config` as a child process, with the
+/// DOCKER_CONFIG (and PATH, for a credential helper) of one case: pushes and prints the outcome.
+#[test]
+#[ignore = "a child process of a_registry_that_wants_a_login_is_logged_into_from_the_docker_config"]
+fn login_probe() {
+    let setting = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the parent test"));
+    match push_layout(Path::new(&setting("PROBE_LAYOUT")), &setting("PROBE_REPOSITORY"), &["login".to_owned()]) {
+        Ok(digest) => println!("PROBE-PUSHED {digest}"),
+        Err(error) => println!("PROBE-ERROR {error:#}"),
+    }
+}
+
+#[test]
+fn a_registry_that_wants_a_login_is_logged_into_from_the_docker_config() {
+    let Some(bench) = Bench::new("login") else { return };
+    let Some(guarded) = require("a registry binary", LocalRegistry::start_with_login(&bench.workspace)) else { return };
+    let layout = bench.layout("behind a login");
+    let address = &guarded.address;
+    let repository = format!("{address}/team/{}", bench.name);
+    let auth = |password: &str| {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{LOGIN_USER}:{password}"));
+        format!(r#"{{"auths":{{"{address}":{{"auth":"{encoded}"}}}}}}"#)
+    };
+    // A credential helper as `docker login` with credsStore leaves it: `get` reads the server, prints the secret.
+    let helpers = bench.folder.path().join("helpers");
+    std::fs::create_dir_all(&helpers).unwrap();
+    let helper = helpers.join("docker-credential-xtasktest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nserver=$(cat)\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{LOGIN_USER}\",\"Secret\":\"{LOGIN_PASSWORD}\"}}' \"$server\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", helpers.display(), std::env::var("PATH").unwrap_or_default());
+
+    let probe = |case: &str, config: Option<String>| {
+        let folder = bench.folder.path().join("docker-config").join(case);
+        std::fs::create_dir_all(&folder).unwrap();
+        if let Some(config) = config {
+            std::fs::write(folder.join("config.json"), config).unwrap();
+        }
+        let exe = std::env::current_exe().unwrap();
+        let sh = &bench.ctx.sh;
+        let output = cmd!(sh, "{exe} --exact login_probe --ignored --nocapture")
+            .env("PROBE_LAYOUT", &layout.dir)
+            .env("PROBE_REPOSITORY", &repository)
+            .env("DOCKER_CONFIG", &folder)
+            .env("PATH", &path)
+            .quiet()
+            .ignore_status()
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stdout).into_owned();
+        let outcome = log.lines().find_map(|line| line.strip_prefix("PROBE-")).map(str::to_owned);
+        outcome.unwrap_or_else(|| {
+            panic!("{case}: the probe printed no outcome:\n{log}{}", String::from_utf8_lossy(&output.stderr))
+        })
+    };
+
+    for (case, config) in [("anonymous", None), ("wrong-password", Some(auth("not the password")))] {
+        let outcome = probe(case, config);
+        assert!(
+            outcome.starts_with("ERROR")
+                && outcome.contains(&format!("registry {address} refused"))
+                && outcome.contains(&format!("`docker login {address}`")),
+            "{case}: {outcome}"
+        );
+        assert!(!outcome.contains("not the password"), "{case}: the password leaked: {outcome}");
+    }
+    for (case, config) in [
+        ("config-file", auth(LOGIN_PASSWORD)),
+        ("credential-helper", r#"{"auths":{},"credsStore":"xtasktest"}"#.to_owned()),
+    ] {
+        assert_eq!(probe(case, Some(config)), format!("PUSHED {}", layout.digest), "{case}");
+    }
 }
 
 /// Run by `secrets_stay_out_of_logs_files_and_images` as a child process, whose whole output it then searches.
@@ -298,7 +463,8 @@ fn leak_probe() {
         cosign: setting("PROBE_COSIGN").into(),
     };
     let destination = Destination::parse(&setting("PROBE_DESTINATION")).unwrap();
-    let published = publish(&ctx, &setting("PROBE_IMAGE"), &setting("PROBE_LOCAL"), &destination, &signing).unwrap();
+    let layout = PathBuf::from(setting("PROBE_LAYOUT"));
+    let published = publish(&ctx, &setting("PROBE_IMAGE"), &layout, &destination, &signing).unwrap();
     let verified = xtask::stages::verify::image(
         &signing.cosign,
         &Reference::parse(&published.pinned).unwrap(),
@@ -312,7 +478,7 @@ fn leak_probe() {
 #[test]
 fn secrets_stay_out_of_logs_files_and_images() {
     let Some(bench) = Bench::new("secrets") else { return };
-    let local = bench.build("content");
+    let layout = bench.layout("content");
     let private_key = std::fs::read_to_string(&bench.keys.private).unwrap();
     let probe = std::env::current_exe().unwrap();
     let sh = &bench.ctx.sh;
@@ -322,7 +488,7 @@ fn secrets_stay_out_of_logs_files_and_images() {
         .env("PROBE_COSIGN", &bench.cosign)
         .env("PROBE_DESTINATION", bench.destination().registry + "/team")
         .env("PROBE_IMAGE", &bench.name)
-        .env("PROBE_LOCAL", &local)
+        .env("PROBE_LAYOUT", &layout.dir)
         .env("COSIGN_PRIVATE_KEY", &private_key)
         .env("COSIGN_PASSWORD", &bench.keys.password)
         .quiet()
@@ -345,16 +511,25 @@ fn secrets_stay_out_of_logs_files_and_images() {
         }
     };
     leaks("the output of publish and verify", log.as_bytes());
-    let mut files = vec![bench.ctx.root.clone(), bench.registry.storage()];
+    // The checkout, everything the registry stores (the image, its signature and attestation) and the layout that
+    // was pushed; compressed layers are looked into as well.
+    let mut files = vec![bench.ctx.root.clone(), bench.registry.storage(), layout.dir.clone()];
+    let mut layers = 0;
     while let Some(path) = files.pop() {
         if path.is_dir() {
             files.extend(std::fs::read_dir(&path).unwrap().map(|entry| entry.unwrap().path()));
-        } else {
-            leaks(&path.display().to_string(), &std::fs::read(&path).unwrap());
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        leaks(&path.display().to_string(), &bytes);
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut uncompressed = Vec::new();
+            flate2::read::GzDecoder::new(bytes.as_slice()).read_to_end(&mut uncompressed).unwrap();
+            leaks(&format!("{} (uncompressed)", path.display()), &uncompressed);
+            layers += 1;
         }
     }
-    // Registry blobs are compressed layers: look into the uncompressed image as well.
-    let tag = bench.tag();
-    let image = cmd!(sh, "docker save {tag}").quiet().output().unwrap().stdout;
-    leaks("the pushed image", &image);
+    // The layer in the layout and its copy in the registry.
+    assert!(layers >= 2, "no compressed layer was looked into");
+    assert_eq!(resolve(&bench.tag()), layout.digest);
 }

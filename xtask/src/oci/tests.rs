@@ -85,18 +85,17 @@ fn modes_and_owners_are_kept() {
 
 #[test]
 fn hard_links_point_at_the_first_path_of_their_group() {
-    let written_link_first = layer(
-        &[("usr/bin/b", Regular, 0o755, 1, "same"), ("usr/bin/a", Link, 0o755, 1, "usr/bin/b")],
-        false,
-    );
-    let written_other_way = layer(
-        &[("usr/bin/a", Regular, 0o755, 1, "same"), ("usr/bin/b", Link, 0o755, 1, "usr/bin/a")],
-        false,
-    );
+    let written_link_first =
+        layer(&[("usr/bin/b", Regular, 0o755, 1, "same"), ("usr/bin/a", Link, 0o755, 1, "usr/bin/b")], false);
+    let written_other_way =
+        layer(&[("usr/bin/a", Regular, 0o755, 1, "same"), ("usr/bin/b", Link, 0o755, 1, "usr/bin/a")], false);
     let normalized = normalize_layer(&written_link_first, 5).unwrap();
     assert_eq!(normalized, normalize_layer(&written_other_way, 5).unwrap());
     let entries = read_entries(&normalized).unwrap();
-    assert_eq!((entries[0].path.as_str(), entries[0].kind, entries[0].content.as_slice()), ("usr/bin/a", Regular, &b"same"[..]));
+    assert_eq!(
+        (entries[0].path.as_str(), entries[0].kind, entries[0].content.as_slice()),
+        ("usr/bin/a", Regular, &b"same"[..])
+    );
     assert_eq!((entries[1].kind, entries[1].link.as_deref()), (Link, Some("usr/bin/a")));
 }
 
@@ -147,8 +146,9 @@ fn the_configuration_keeps_what_describes_the_image_and_nothing_of_the_build() {
     let labels = BTreeMap::from([("org.opencontainers.image.revision".to_owned(), "abc123".to_owned())]);
     let diff_ids = ["sha256:new1".to_owned(), "sha256:new2".to_owned()];
     let created = "2026-11-30T10:00:00Z";
-    let from_engine = normalize_config(&builder_config("2026-12-01T22:00:00Z", "# buildkit", json!({})), &diff_ids, created, &labels)
-        .unwrap();
+    let from_engine =
+        normalize_config(&builder_config("2026-12-01T22:00:00Z", "# buildkit", json!({})), &diff_ids, created, &labels)
+            .unwrap();
     let from_buildx = normalize_config(
         &builder_config("2026-12-02T08:00:00.123Z", "", json!({"container_config": {}, "author": "x"})),
         &diff_ids,
@@ -173,10 +173,9 @@ fn the_configuration_keeps_what_describes_the_image_and_nothing_of_the_build() {
 fn a_docker_save_archive_is_read_in_either_layout() {
     let plain = layer(&[("etc/passwd", Regular, 0o644, 1, "root")], false);
     let compressed = gzip(&plain).unwrap();
-    for (config_path, layer_path, layer_bytes) in [
-        ("abc.json", "1a/layer.tar", plain.clone()),
-        ("blobs/sha256/cfg", "blobs/sha256/lay", compressed.clone()),
-    ] {
+    for (config_path, layer_path, layer_bytes) in
+        [("abc.json", "1a/layer.tar", plain.clone()), ("blobs/sha256/cfg", "blobs/sha256/lay", compressed.clone())]
+    {
         let mut builder = tar::Builder::new(Vec::new());
         let mut add = |path: &str, bytes: &[u8]| {
             let mut header = tar::Header::new_gnu();
@@ -184,12 +183,15 @@ fn a_docker_save_archive_is_read_in_either_layout() {
             header.set_mode(0o644);
             builder.append_data(&mut header, path, bytes).unwrap();
         };
-        add("manifest.json", json!([{"Config": config_path, "RepoTags": ["a:b"], "Layers": [layer_path]}]).to_string().as_bytes());
+        add(
+            "manifest.json",
+            json!([{"Config": config_path, "RepoTags": ["a:b"], "Layers": [layer_path]}]).to_string().as_bytes(),
+        );
         add(config_path, br#"{"os":"linux"}"#);
         add(layer_path, &layer_bytes);
         let saved = read_docker_save(builder.into_inner().unwrap().as_slice()).unwrap();
         assert_eq!(saved.config["os"], "linux");
-        assert_eq!(saved.layers, [plain.clone()]);
+        assert_eq!(saved.layers, std::slice::from_ref(&plain));
     }
 }
 

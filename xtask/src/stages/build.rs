@@ -39,8 +39,8 @@ pub fn build_all(ctx: &Context, images: &[&Image]) -> Result<Vec<Built>> {
     let base = crate::debian_base::ensure_base(ctx)?;
     let mut built = Vec::new();
     for image in images {
-        let record = build_one(ctx, builder, &base, &launcher, image)
-            .with_context(|| format!("image {}: build", image.name))?;
+        let record =
+            build_one(ctx, builder, &base, &launcher, image).with_context(|| format!("image {}: build", image.name))?;
         eprintln!(
             "xtask: built {} ({:.1} MB) in {:.1}s, {} (written reproducibly in {:.1}s)",
             record.reference,
@@ -180,7 +180,12 @@ fn load(ctx: &Context, layout: &Path, reference: &str, manifest: &Descriptor, co
     archive.append_dir_all(".", layout).context("packing the layout for `docker load`")?;
     let archive = archive.into_inner()?;
     let sh = &ctx.sh;
-    cmd!(sh, "docker load --quiet").stdin(archive).quiet().ignore_stdout().run().context("`docker load` of the layout failed")?;
+    cmd!(sh, "docker load --quiet")
+        .stdin(archive)
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("`docker load` of the layout failed")?;
     let (id, _) = crate::docker::image_id_and_size(sh, reference)?;
     if id != config.digest && id != manifest.digest {
         bail!("the engine loaded {reference} as {id}, not as the layout's {} or {}", config.digest, manifest.digest);
@@ -203,7 +208,13 @@ pub struct DockerBuild<'a> {
 
 impl DockerBuild<'_> {
     /// The CLI's arguments for this build with this builder: plain data, decided before anything runs.
-    fn arguments(&self, builder: &Builder, buildx_cache: Option<&str>, no_cache: bool, ca_bundle: Option<&Path>) -> Vec<String> {
+    fn arguments(
+        &self,
+        builder: &Builder,
+        buildx_cache: Option<&str>,
+        no_cache: bool,
+        ca_bundle: Option<&Path>,
+    ) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         if let Builder::Buildx { .. } = builder {
             args.extend(["buildx".into(), "build".into(), "--load".into()]);
@@ -287,7 +298,8 @@ mod tests {
         assert!(!classic.iter().any(|arg| arg.starts_with("--cache")), "{classic:?}");
         assert!(classic.windows(2).any(|pair| pair == ["--build-arg", "DEBIAN_BASE=debian:trixie"]));
         assert_eq!(classic.last().map(String::as_str), Some("/work"));
-        let buildx = build.arguments(&Builder::Buildx { cli: "docker".into() }, Some("gha"), true, Some(Path::new("/ca")));
+        let buildx =
+            build.arguments(&Builder::Buildx { cli: "docker".into() }, Some("gha"), true, Some(Path::new("/ca")));
         assert_eq!(buildx[..3], ["buildx", "build", "--load"]);
         assert!(buildx.contains(&"--cache-to=type=gha,scope=app,mode=max".to_owned()), "{buildx:?}");
         assert!(buildx.contains(&"--no-cache".to_owned()) && !classic.contains(&"--no-cache".to_owned()));

@@ -1,9 +1,8 @@
 //! `cargo xtask release`: from a clean, tested checkout to signed images with signed SBOMs in a registry.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use xshell::cmd;
 
 use crate::context::Context;
 use crate::cosign::{self, Tlog};
@@ -87,9 +86,9 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     eprintln!("xtask: {}", tlog.describe());
     let mut published = Vec::new();
     for image in &images {
-        let local = ctx.reference(&image.name)?;
+        let layout = ctx.out.image_layout(&image.name);
         published.push(
-            publish(ctx, &image.name, &local, &destination, &signing)
+            publish(ctx, &image.name, &layout, &destination, &signing)
                 .with_context(|| format!("releasing image {}", image.name))?,
         );
     }
@@ -103,12 +102,13 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     Ok(())
 }
 
-/// Pushes one built image, tags it, signs its digest, attaches its SBOM as a signed attestation, and verifies both
-/// before it reports success.
+/// Pushes one built image (its OCI image layout, byte for byte, so that the digest is the one computed when it was
+/// written) under its tags, signs that digest, attaches its SBOM as a signed attestation, and verifies both before it
+/// reports success.
 pub fn publish(
     ctx: &Context,
     image: &str,
-    local_reference: &str,
+    layout: &Path,
     destination: &Destination,
     signing: &Signing,
 ) -> Result<Published> {
@@ -120,17 +120,7 @@ pub fn publish(
     let revision = ctx.revision()?;
     let tags: Vec<String> =
         std::iter::once(revision.tag.clone()).chain(revision.version_tags.iter().cloned()).collect();
-    let mut digest: Option<String> = None;
-    for tag in &tags {
-        let pushed = push(ctx, local_reference, &format!("{repository}:{tag}"), &destination.registry)?;
-        match &digest {
-            Some(first) if *first != pushed => {
-                bail!("{repository}:{tag} got digest {pushed} but the same image pushed as {first} before: something else pushed meanwhile")
-            }
-            _ => digest = Some(pushed),
-        }
-    }
-    let digest = digest.expect("there is always the revision tag");
+    let digest = registry::push_layout(layout, &repository, &tags)?;
     let pinned = format!("{repository}@{digest}");
 
     signing.signer.sign(&signing.cosign, &pinned, signing.tlog)?;
@@ -144,46 +134,6 @@ pub fn publish(
     eprintln!("xtask: {pinned}: signature and SBOM attestation verified with {}", signing.verifier.describe());
     let signature = signature_reference(&repository, &digest);
     Ok(Published { image: image.to_owned(), signature, pinned, digest, tags })
-}
-
-/// Tags the local image as `remote` and pushes it, returning the digest the registry stored it under.
-pub fn push(ctx: &Context, local: &str, remote: &str, registry: &str) -> Result<String> {
-    ctx.read("docker", &["tag", local, remote])
-        .with_context(|| format!("tagging {local} as {remote}: was it built?"))?;
-    eprintln!("xtask: docker push {remote}");
-    let sh = &ctx.sh;
-    let output = cmd!(sh, "docker push {remote}")
-        .quiet()
-        .ignore_status()
-        .stdin("")
-        .output()
-        .context("running docker push: is the docker CLI installed?")?;
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    if !output.status.success() {
-        return Err(push_failure(registry, remote, &text));
-    }
-    digest_from_push_output(&text).with_context(|| format!("docker push {remote} printed no digest:\n{text}"))
-}
-
-fn push_failure(registry: &str, remote: &str, output: &str) -> anyhow::Error {
-    let last = output.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default().trim();
-    if registry::unreachable_line(output).is_some() {
-        return registry::unreachable(registry, last);
-    }
-    if ["denied", "unauthorized", "authentication required"].iter().any(|needle| output.contains(needle)) {
-        return anyhow::anyhow!(
-            "registry {registry} refused the push of {remote} ({last}): log in with `docker login {registry}`"
-        );
-    }
-    anyhow::anyhow!("docker push {remote} failed: {last}")
-}
-
-/// `<tag>: digest: sha256:<hex> size: <n>`, the last line docker push prints.
-fn digest_from_push_output(output: &str) -> Option<String> {
-    output.lines().find_map(|line| {
-        let digest = line.split("digest: ").nth(1)?.split_whitespace().next()?;
-        digest.starts_with("sha256:").then(|| digest.to_owned())
-    })
 }
 
 /// The newest cosign signature referring to the digest, as `repository@sha256:...`; a description of where cosign
@@ -201,21 +151,5 @@ fn signature_reference(repository: &str, digest: &str) -> String {
         Ok(Some(signature)) => format!("{repository}@{}", signature.digest),
         Ok(None) => format!("a referrer of {subject} (not listed by the registry)"),
         Err(error) => format!("a referrer of {subject} (listing referrers failed: {error:#})"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::digest_from_push_output;
-
-    #[test]
-    fn reads_the_digest_docker_push_prints() {
-        let output = "The push refers to repository [127.0.0.1:5000/team/app]\n4823cc387811: Pushed\n\
-                      0123456789ab: digest: sha256:3d42aeb8dfb70254c585fbdaf5bc9ba3f3020e3e36788f57cb9677d9ec10ff3e size: 524\n";
-        assert_eq!(
-            digest_from_push_output(output).as_deref(),
-            Some("sha256:3d42aeb8dfb70254c585fbdaf5bc9ba3f3020e3e36788f57cb9677d9ec10ff3e")
-        );
-        assert_eq!(digest_from_push_output("denied: requested access to the resource is denied"), None);
     }
 }

@@ -62,10 +62,22 @@ pub fn run(ctx: &Context, args: &ReproduceArgs) -> Result<()> {
         let theirs: Built = serde_json::from_str(&std::fs::read_to_string(clone_ctx.out.build_record(&built.image))?)
             .with_context(|| format!("reading the clone's build record of {}", built.image))?;
         let same = theirs.layout.digest == built.layout.digest;
-        table.add_row([built.image.as_str(), &built.layout.digest, &theirs.layout.digest, if same { "yes" } else { "NO" }]);
+        table.add_row([
+            built.image.as_str(),
+            &built.layout.digest,
+            &theirs.layout.digest,
+            if same { "yes" } else { "NO" },
+        ]);
         if !same {
-            let difference = first_difference(&ImageBlobs::from_layout(&built.layout.dir)?, &ImageBlobs::from_layout(&theirs.layout.dir)?)?;
-            differences.push(format!("{}: {}", built.image, difference.map_or("none found".to_owned(), |d| d.to_string())));
+            let difference = first_difference(
+                &ImageBlobs::from_layout(&built.layout.dir)?,
+                &ImageBlobs::from_layout(&theirs.layout.dir)?,
+            )?;
+            differences.push(format!(
+                "{}: {}",
+                built.image,
+                difference.map_or("none found".to_owned(), |d| d.to_string())
+            ));
         }
     }
     println!("{table}");
@@ -136,7 +148,7 @@ fn compare_releases(ctx: &Context, releases: &[String]) -> Result<()> {
                 Built::current(ctx, image)?
             }
         };
-        let released: ImageBlobs = todo!("registry::fetch_image {reference}");
+        let released = crate::registry::fetch_image(&reference)?;
         let same = released.manifest_digest == ours.layout.digest;
         println!(
             "{release}: released {}, this commit builds {}: {}",

@@ -17,13 +17,28 @@ pub struct LocalRegistry {
     storage: tempfile::TempDir,
 }
 
+/// The one account of a registry started with [`LocalRegistry::start_with_login`].
+pub const LOGIN_USER: &str = "xtask";
+pub const LOGIN_PASSWORD: &str = "xtask-test-password";
+/// `LOGIN_PASSWORD` hashed with bcrypt (cost 4), the only hash distribution's htpasswd accepts.
+const LOGIN_HASH: &str = "$2a$04$jHF7NCx0hV1GRm7OPVEtqONpxg1x/uvcGMc6LxOw5xXrkJpEq6Liy";
+
 impl LocalRegistry {
     pub fn start(ctx: &Context) -> Result<Self> {
+        Self::start_with(ctx, false)
+    }
+
+    /// A registry that wants HTTP basic authentication as [`LOGIN_USER`] with [`LOGIN_PASSWORD`].
+    pub fn start_with_login(ctx: &Context) -> Result<Self> {
+        Self::start_with(ctx, true)
+    }
+
+    fn start_with(ctx: &Context, login: bool) -> Result<Self> {
         let binary = pinned_tools::ensure(ctx, Tool::Registry)?;
         // The free port can be taken between probing and binding; another try picks another one.
         let mut last_error = None;
         for _ in 0..3 {
-            match Self::start_on_free_port(&binary) {
+            match Self::start_on_free_port(&binary, login) {
                 Ok(registry) => return Ok(registry),
                 Err(error) => last_error = Some(error),
             }
@@ -31,18 +46,21 @@ impl LocalRegistry {
         Err(last_error.expect("three attempts were made"))
     }
 
-    fn start_on_free_port(binary: &Path) -> Result<Self> {
+    fn start_on_free_port(binary: &Path, login: bool) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let address = format!("127.0.0.1:{port}");
         let storage = tempfile::Builder::new().prefix("xtask-registry-").tempdir()?;
         let config = storage.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
-                storage.path().join("data").display()
-            ),
-        )?;
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
+            storage.path().join("data").display()
+        );
+        if login {
+            let htpasswd = storage.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{LOGIN_USER}:{LOGIN_HASH}\n"))?;
+            text.push_str(&format!("auth:\n  htpasswd:\n    realm: xtask-test\n    path: {}\n", htpasswd.display()));
+        }
+        std::fs::write(&config, text)?;
         let log = std::fs::File::create(storage.path().join("registry.log"))?;
         let sh = xshell::Shell::new()?;
         let mut command = std::process::Command::from(cmd!(sh, "{binary} serve {config}"));
@@ -58,6 +76,44 @@ impl LocalRegistry {
         self.storage.path().join("data")
     }
 
+    /// What the registry serves for `repository` at a tag or digest, asked over plain HTTP: the
+    /// Docker-Content-Digest it reports and the bytes.
+    pub fn manifest(&self, repository: &str, reference: &str) -> Result<(String, Vec<u8>)> {
+        let url = format!("http://{}/v2/{repository}/manifests/{reference}", self.address);
+        let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let response = client.get(&url).header("Accept", accept).send()?;
+        if !response.status().is_success() {
+            bail!("GET {url}: HTTP {}", response.status());
+        }
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+            .with_context(|| format!("GET {url}: no Docker-Content-Digest"))?;
+        Ok((digest, response.bytes()?.to_vec()))
+    }
+
+    /// Every file the registry stores, relative to its storage: blobs, manifests, tag links.
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        let root = self.storage();
+        let mut files = Vec::new();
+        let mut folders = vec![root.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    files.push(path.strip_prefix(&root).unwrap().to_owned());
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
     fn wait_until_ready(&mut self) -> Result<()> {
         let url = format!("http://{}/v2/", self.address);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -66,7 +122,11 @@ impl LocalRegistry {
             if let Some(status) = self.process.try_wait()? {
                 bail!("the registry exited ({status}) before answering: {}", self.log());
             }
-            if client.get(&url).send().is_ok_and(|response| response.status().is_success()) {
+            // 401 is the answer of a registry that wants a login: it is up.
+            let answered = client.get(&url).send().is_ok_and(|response| {
+                response.status().is_success() || response.status() == reqwest::StatusCode::UNAUTHORIZED
+            });
+            if answered {
                 return Ok(());
             }
             if Instant::now() > deadline {

@@ -1,0 +1,533 @@
+//! Container registries through `oci-client`: image references, tag-to-digest resolution, referrers, pushing an OCI
+//! image layout byte for byte, the credentials `docker login` stored (its config file, credential store and
+//! helpers), and how a registry that cannot be reached is told apart from one that refuses.
+
+mod layout;
+
+pub use layout::push_layout;
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::{
+    OciImageIndex, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+};
+use oci_client::secrets::RegistryAuth;
+use serde::Deserialize;
+
+/// `HOST[:PORT]/PATH[:TAG][@sha256:HEX]`, always with an explicit registry host: release and verify never guess one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub registry: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl Reference {
+    pub fn parse(text: &str) -> Result<Self> {
+        let usage = "write it as HOST[:PORT]/NAMESPACE/NAME[:TAG] or HOST[:PORT]/NAMESPACE/NAME@sha256:DIGEST";
+        let (name, digest) = match text.split_once('@') {
+            Some((name, digest)) => {
+                let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+                    bail!("`{text}`: the digest must be sha256: followed by 64 lowercase hex digits ({usage})");
+                }
+                (name, Some(digest.to_owned()))
+            }
+            None => (text, None),
+        };
+        let (registry, path) = name.split_once('/').with_context(|| format!("`{text}` names no registry: {usage}"))?;
+        let looks_like_host = registry.contains('.') || registry.contains(':') || registry == "localhost";
+        if !looks_like_host {
+            bail!("`{text}` does not start with a registry host (`{registry}` is not one): {usage}");
+        }
+        // A colon after the last slash separates the tag; one before it belongs to the host's port.
+        let (repository, tag) = match path.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') => (repository, Some(tag.to_owned())),
+            _ => (path, None),
+        };
+        if repository.is_empty() || repository.split('/').any(str::is_empty) {
+            bail!("`{text}` has an empty path segment: {usage}");
+        }
+        if repository.chars().any(|c| c.is_ascii_uppercase()) {
+            bail!("`{text}`: repository names must be lowercase (write `{}`)", repository.to_ascii_lowercase());
+        }
+        if tag.is_none() && digest.is_none() {
+            bail!("`{text}` names neither a tag nor a digest: {usage}");
+        }
+        Ok(Self { registry: registry.to_owned(), repository: repository.to_owned(), tag, digest })
+    }
+
+    /// The reference pinned to a digest, without the tag: what gets signed and verified.
+    pub fn pinned(&self, digest: &str) -> String {
+        format!("{}/{}@{digest}", self.registry, self.repository)
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Loopback registries speak plain HTTP, as Docker and cosign assume for them; every other one HTTPS.
+fn scheme(registry: &str) -> &'static str {
+    let host = registry.rsplit_once(':').map_or(registry, |(host, _port)| host);
+    if host == "localhost" || host.starts_with("127.") || host == "[::1]" {
+        "http"
+    } else {
+        "https"
+    }
+}
+
+/// The digest a reference stands for: its own when pinned, else what the registry says the tag points to now.
+pub fn resolve_digest(reference: &Reference) -> Result<String> {
+    if let Some(digest) = &reference.digest {
+        return Ok(digest.clone());
+    }
+    let tag = reference.tag.as_deref().expect("a reference without a digest has a tag");
+    let session = Session::new(&reference.registry)?;
+    let image = session.tagged(&reference.repository, tag);
+    session.run(session.client.fetch_manifest_digest(&image, &session.auth)).map_err(|error| {
+        if is_not_found(&error) {
+            anyhow::anyhow!("{reference} does not exist in registry {} (no such repository or tag)", reference.registry)
+        } else {
+            session.explain(error, &reference.to_string())
+        }
+    })
+}
+
+/// An artifact that refers to an image: a signature, an attestation.
+#[derive(Debug)]
+pub struct Referrer {
+    pub digest: String,
+    /// `dev.sigstore.bundle.predicateType`, e.g. `https://sigstore.dev/cosign/sign/v1` for a cosign signature.
+    pub predicate_type: Option<String>,
+    pub created: Option<String>,
+}
+
+const PREDICATE_TYPE: &str = "dev.sigstore.bundle.predicateType";
+const CREATED: &str = "org.opencontainers.image.created";
+
+/// The referrers of `digest`: from the OCI 1.1 referrers API, or on registries without it from the fallback tag
+/// `sha256-<hex>` that clients maintain instead.
+pub fn referrers(reference: &Reference, digest: &str) -> Result<Vec<Referrer>> {
+    let session = Session::new(&reference.registry)?;
+    let repository = &reference.repository;
+    let subject = session.pinned(repository, digest);
+    // oci-client reads the fallback tag itself when the API answers 404; some registries refuse otherwise, and the
+    // fallback tag is next then too. Only an unreachable or refusing registry ends the search.
+    let entries = match session.run(session.client.pull_referrers(&subject, None)) {
+        Ok(index) => index.manifests.into_iter().map(|entry| (entry.digest, entry.annotations)).collect(),
+        Err(error) if unreachable_cause(&error).is_some() || refusal(&error).is_some() => {
+            return Err(session.explain(error, &format!("the referrers of {}", reference.pinned(digest))));
+        }
+        Err(_) => session.fallback_referrers(repository, digest)?,
+    };
+    let mut referrers = Vec::new();
+    for (digest, annotations) in entries {
+        // Older clients leave the annotations out of the fallback index; the manifest itself carries them.
+        let annotations = match annotations {
+            Some(annotations) if annotations.contains_key(PREDICATE_TYPE) => annotations,
+            _ => session.manifest_annotations(repository, &digest)?,
+        };
+        referrers.push(Referrer {
+            predicate_type: annotations.get(PREDICATE_TYPE).cloned(),
+            created: annotations.get(CREATED).cloned(),
+            digest,
+        });
+    }
+    Ok(referrers)
+}
+
+/// An image in a registry, pulled whole (manifest, config, layers): what `reproduce --release` compares with a build.
+pub fn fetch_image(reference: &Reference) -> Result<crate::image_diff::ImageBlobs> {
+    let digest = resolve_digest(reference)?;
+    let session = Session::new(&reference.registry)?;
+    let image = session.pinned(&reference.repository, &digest);
+    let what = reference.pinned(&digest);
+    let accepted = [OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE];
+    let (manifest, _) = session
+        .run(session.client.pull_manifest_raw(&image, &session.auth, &accepted))
+        .map_err(|error| session.explain(error, &what))?;
+    #[derive(Deserialize)]
+    struct Manifest {
+        config: Blob,
+        layers: Vec<Blob>,
+    }
+    #[derive(Deserialize)]
+    struct Blob {
+        digest: String,
+    }
+    let manifest: Manifest = serde_json::from_slice(&manifest)
+        .with_context(|| format!("{what} is not an image manifest (an index? name one platform's digest)"))?;
+    let pull = |blob: &Blob| -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        session
+            .run(session.client.pull_blob(&image, blob.digest.as_str(), &mut bytes))
+            .map_err(|error| session.explain(error, &format!("blob {} of {what}", blob.digest)))?;
+        Ok(bytes)
+    };
+    Ok(crate::image_diff::ImageBlobs {
+        manifest_digest: digest.clone(),
+        config: pull(&manifest.config)?,
+        layers: manifest.layers.iter().map(pull).collect::<Result<_>>()?,
+    })
+}
+
+/// One registry, through oci-client on a runtime of its own, with the credentials `docker login` stored for it.
+pub(crate) struct Session {
+    registry: String,
+    runtime: tokio::runtime::Runtime,
+    client: oci_client::Client,
+    auth: RegistryAuth,
+}
+
+impl Session {
+    pub(crate) fn new(registry: &str) -> Result<Self> {
+        // reqwest is built with rustls but no crypto provider of its own: ring, already in the tree, is the one.
+        // Installing fails harmlessly when a provider is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime of the registry client")?;
+        let protocol = match scheme(registry) {
+            "http" => ClientProtocol::HttpsExcept(vec![registry.to_owned()]),
+            _ => ClientProtocol::Https,
+        };
+        let config = ClientConfig {
+            protocol,
+            connect_timeout: Some(Duration::from_secs(30)),
+            read_timeout: Some(Duration::from_secs(300)),
+            // Indexes are pushed and resolved as they are, never resolved to one platform.
+            platform_resolver: None,
+            user_agent: concat!("xtask/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        let client = oci_client::Client::try_from(config)
+            .map_err(|error| anyhow::anyhow!("setting up the registry client: {error}"))?;
+        let auth = credentials(registry)?;
+        let session = Self { registry: registry.to_owned(), runtime, client, auth };
+        // The raw calls (blobs, manifests by bytes, referrers) only authorize with credentials stored beforehand.
+        let key = session.tagged("_", "_").resolve_registry().to_owned();
+        session.runtime.block_on(session.client.store_auth_if_needed(&key, &session.auth));
+        Ok(session)
+    }
+
+    pub(crate) fn run<T>(
+        &self,
+        call: impl Future<Output = oci_client::errors::Result<T>>,
+    ) -> oci_client::errors::Result<T> {
+        self.runtime.block_on(call)
+    }
+
+    pub(crate) fn tagged(&self, repository: &str, tag: &str) -> oci_client::Reference {
+        oci_client::Reference::with_tag(self.registry.clone(), repository.to_owned(), tag.to_owned())
+    }
+
+    pub(crate) fn pinned(&self, repository: &str, digest: &str) -> oci_client::Reference {
+        oci_client::Reference::with_digest(self.registry.clone(), repository.to_owned(), digest.to_owned())
+    }
+
+    /// Puts a manifest's bytes unchanged (by tag or digest, as `image` says) and checks the digest the registry
+    /// reports for them.
+    pub(crate) fn put_manifest(
+        &self,
+        image: &oci_client::Reference,
+        manifest: &layout::Manifest,
+        repository: &str,
+    ) -> Result<()> {
+        let what = match image.tag() {
+            Some(tag) => format!("{repository}:{tag}"),
+            None => format!("{repository}@{}", manifest.digest),
+        };
+        let content_type = http::HeaderValue::from_str(&manifest.media_type)
+            .with_context(|| format!("the media type of {what} is not a header value"))?;
+        let location = self
+            .run(self.client.push_manifest_raw(image, manifest.bytes.clone(), content_type))
+            .map_err(|error| self.explain(error, &format!("the manifest of {what}")))?;
+        // Docker-Content-Digest is not handed out by oci-client; the Location it answers with ends in the same.
+        if let Some(stored) = location.rsplit('/').next().filter(|last| last.starts_with("sha256:")) {
+            if stored != manifest.digest {
+                bail!(
+                    "registry {} stored {what} as {stored}, not as {}: it changed the manifest's bytes",
+                    self.registry,
+                    manifest.digest
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The fallback tag's index, for registries without the referrers API; empty without one.
+    fn fallback_referrers(&self, repository: &str, digest: &str) -> Result<Vec<(String, Option<Annotations>)>> {
+        let tag = digest.replace(':', "-");
+        let image = self.tagged(repository, &tag);
+        match self.run(self.client.pull_manifest_raw(&image, &self.auth, &[OCI_IMAGE_INDEX_MEDIA_TYPE])) {
+            Ok((bytes, _)) => {
+                let index: OciImageIndex = serde_json::from_slice(&bytes).with_context(|| {
+                    format!("registry {}: {repository}:{tag} is not an image index of referrers", self.registry)
+                })?;
+                Ok(index.manifests.into_iter().map(|entry| (entry.digest, entry.annotations)).collect())
+            }
+            Err(error) if is_not_found(&error) => Ok(Vec::new()),
+            Err(error) => Err(self.explain(error, &format!("{repository}:{tag}"))),
+        }
+    }
+
+    /// The annotations of a manifest in the registry; none when it is gone.
+    fn manifest_annotations(&self, repository: &str, digest: &str) -> Result<Annotations> {
+        let image = self.pinned(repository, digest);
+        let accepted = [OCI_IMAGE_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE];
+        match self.run(self.client.pull_manifest_raw(&image, &self.auth, &accepted)) {
+            Ok((bytes, _)) => {
+                #[derive(Deserialize)]
+                struct Annotated {
+                    #[serde(default)]
+                    annotations: Annotations,
+                }
+                let manifest: Annotated = serde_json::from_slice(&bytes).with_context(|| {
+                    format!("registry {}: {repository}@{digest} is not a JSON manifest", self.registry)
+                })?;
+                Ok(manifest.annotations)
+            }
+            Err(error) if is_not_found(&error) => Ok(Annotations::new()),
+            Err(error) => Err(self.explain(error, &format!("{repository}@{digest}"))),
+        }
+    }
+
+    /// One line that says what went wrong with `what` and, where there is one, the fix.
+    pub(crate) fn explain(&self, error: OciDistributionError, what: &str) -> anyhow::Error {
+        let registry = &self.registry;
+        if let Some(cause) = unreachable_cause(&error) {
+            return unreachable(registry, cause);
+        }
+        if let Some(answer) = refusal(&error) {
+            return anyhow::anyhow!(
+                "registry {registry} refused {what} ({answer}): log in with `docker login {registry}`"
+            );
+        }
+        let text = one_line(&crate::process::error_chain(&error));
+        if text.contains("MANIFEST_BLOB_UNKNOWN") {
+            return anyhow::anyhow!(
+                "registry {registry} refused {what}: it lacks a blob or manifest the manifest refers to ({text})"
+            );
+        }
+        anyhow::anyhow!("registry {registry}: {what} failed: {text}")
+    }
+}
+
+type Annotations = std::collections::BTreeMap<String, String>;
+
+/// Why the registry could not be reached at all, if that is what the error says.
+fn unreachable_cause(error: &OciDistributionError) -> Option<String> {
+    match error {
+        OciDistributionError::RequestError(error)
+            if error.is_connect() || error.is_timeout() || (error.is_request() && error.status().is_none()) =>
+        {
+            // reqwest's own message is only the URL; its sources say what happened.
+            let cause = std::error::Error::source(error).map_or_else(|| error.to_string(), crate::process::error_chain);
+            Some(one_line(&cause))
+        }
+        _ => None,
+    }
+}
+
+/// What the registry answered, if it refused for want of (valid) credentials.
+fn refusal(error: &OciDistributionError) -> Option<String> {
+    match error {
+        OciDistributionError::UnauthorizedError { .. } => Some("HTTP 401".to_owned()),
+        OciDistributionError::AuthenticationFailure(reason) => {
+            Some(format!("its token service said: {}", one_line(reason)))
+        }
+        OciDistributionError::ServerError { code: code @ (401 | 403), .. } => Some(format!("HTTP {code}")),
+        OciDistributionError::RequestError(error) => error
+            .status()
+            .filter(|status| matches!(status.as_u16(), 401 | 403))
+            .map(|status| format!("HTTP {}", status.as_u16())),
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .find(|error| matches!(error.code, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            .map(|error| one_line(&format!("{:?}: {}", error.code, error.message))),
+        _ => None,
+    }
+}
+
+fn is_not_found(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code: 404, .. } => true,
+        OciDistributionError::RequestError(error) => error.status().is_some_and(|status| status.as_u16() == 404),
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|error| {
+            matches!(
+                error.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound
+                    | OciErrorCode::BlobUnknown
+            )
+        }),
+        _ => false,
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What the Docker CLI, cosign and other Go clients print when they cannot reach a registry at all.
+const UNREACHABLE: [&str; 5] = [
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "network is unreachable",
+    "server gave HTTP response to HTTPS client",
+];
+
+/// The line of a client's output that says the registry could not be reached, if one does.
+pub fn unreachable_line(output: &str) -> Option<&str> {
+    output.lines().find(|line| UNREACHABLE.iter().any(|needle| line.contains(needle))).map(str::trim)
+}
+
+pub fn unreachable(registry: &str, error: impl fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "registry {registry} is unreachable ({error}): check that it is running and that `{registry}` is the right address"
+    )
+}
+
+/// The credentials `docker login` stored for a registry: in the Docker config file, its credential store or the
+/// registry's credential helper; anonymous when there are none (enough for public images).
+fn credentials(registry: &str) -> Result<RegistryAuth> {
+    credentials_in(docker_config().as_deref(), registry)
+}
+
+/// [`credentials`] from the Docker config file `config`.
+fn credentials_in(config: Option<&Path>, registry: &str) -> Result<RegistryAuth> {
+    use docker_credential::{CredentialRetrievalError as Error, DockerCredential};
+    // Docker files Docker Hub's credentials under its old index address.
+    let server = match registry {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => "https://index.docker.io/v1/",
+        other => other,
+    };
+    let Some(config) = config.filter(|path| path.is_file()) else { return Ok(RegistryAuth::Anonymous) };
+    let shown = config.display();
+    let file = std::fs::File::open(config).with_context(|| format!("reading {shown}"))?;
+    match docker_credential::get_credential_from_reader(std::io::BufReader::new(file), server) {
+        Ok(DockerCredential::UsernamePassword(username, password)) => Ok(RegistryAuth::Basic(username, password)),
+        Ok(DockerCredential::IdentityToken(_)) => bail!(
+            "the Docker credentials for {registry} are an identity token, which xtask cannot use: log in with a \
+             user name and password or access token (`docker login {registry} -u USER`)"
+        ),
+        Err(Error::NoCredentialConfigured | Error::ConfigNotFound) => Ok(RegistryAuth::Anonymous),
+        Err(Error::ConfigReadError) => bail!("{shown} is not a Docker config file (invalid JSON): fix or remove it"),
+        Err(Error::HelperFailure { stdout, stderr, .. })
+            if format!("{stdout}{stderr}").to_ascii_lowercase().contains("credentials not found") =>
+        {
+            Ok(RegistryAuth::Anonymous)
+        }
+        Err(Error::HelperFailure { helper, stderr, .. }) => {
+            let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default().trim();
+            bail!("{helper} failed for {registry} ({last}): run `docker login {registry}` again")
+        }
+        Err(Error::HelperCommunicationError) => bail!(
+            "the Docker credential helper that {shown} names for {registry} could not be run: install \
+             docker-credential-<helper> on PATH, or change credsStore / credHelpers there"
+        ),
+        Err(error) => bail!("the Docker credentials for {registry} in {shown} are unusable ({error}): run `docker login {registry}` again"),
+    }
+}
+
+/// Docker's config file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn docker_config() -> Option<PathBuf> {
+    let folder = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".docker")))?;
+    Some(folder.join("config.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_references_with_ports_tags_and_digests() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let reference = Reference::parse(&format!("127.0.0.1:5000/team/app@{digest}")).unwrap();
+        assert_eq!(reference.registry, "127.0.0.1:5000");
+        assert_eq!(reference.repository, "team/app");
+        assert_eq!(reference.tag, None);
+        assert_eq!(reference.pinned(&digest), format!("127.0.0.1:5000/team/app@{digest}"));
+        let tagged = Reference::parse("ghcr.io/owner/app:0123456789ab").unwrap();
+        assert_eq!((tagged.repository.as_str(), tagged.tag.as_deref()), ("owner/app", Some("0123456789ab")));
+        assert_eq!(scheme(&tagged.registry), "https");
+        assert_eq!(scheme("127.0.0.1:5000"), "http");
+    }
+
+    #[test]
+    fn rejects_references_it_would_have_to_guess() {
+        for (text, complaint) in [
+            ("library/app:1", "registry host"),
+            ("ghcr.io/app", "neither a tag nor a digest"),
+            ("ghcr.io/Owner/app:1", "lowercase"),
+            ("ghcr.io/owner/app@sha256:abc", "64 lowercase hex"),
+        ] {
+            let error = Reference::parse(text).unwrap_err().to_string();
+            assert!(error.contains(complaint), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn loopback_registries_are_plain_http() {
+        for registry in ["localhost:5000", "localhost", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"] {
+            assert_eq!(scheme(registry), "http", "{registry}");
+        }
+        for registry in ["ghcr.io", "registry.local:5000", "10.0.0.1:5000", "128.0.0.1"] {
+            assert_eq!(scheme(registry), "https", "{registry}");
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_the_docker_config() {
+        let folder = tempfile::tempdir().unwrap();
+        let config = folder.path().join("config.json");
+        let write = |text: &str| std::fs::write(&config, text).unwrap();
+        // "xtask:secret" in base64.
+        write(
+            r#"{"auths":{"127.0.0.1:5000":{"auth":"eHRhc2s6c2VjcmV0"},"https://ghcr.io":{"auth":"eHRhc2s6c2VjcmV0"}}}"#,
+        );
+        let basic = RegistryAuth::Basic("xtask".into(), "secret".into());
+        assert_eq!(credentials_in(Some(&config), "127.0.0.1:5000").unwrap(), basic);
+        assert_eq!(credentials_in(Some(&config), "ghcr.io").unwrap(), basic);
+        assert_eq!(credentials_in(Some(&config), "127.0.0.1:5001").unwrap(), RegistryAuth::Anonymous);
+        assert_eq!(credentials_in(None, "ghcr.io").unwrap(), RegistryAuth::Anonymous);
+        assert_eq!(credentials_in(Some(&folder.path().join("none.json")), "ghcr.io").unwrap(), RegistryAuth::Anonymous);
+
+        write(r#"{"auths":{"ghcr.io":{"identitytoken":"refresh"}}}"#);
+        let error = credentials_in(Some(&config), "ghcr.io").unwrap_err().to_string();
+        assert!(error.contains("identity token") && error.contains("docker login ghcr.io"), "{error}");
+        assert!(!error.contains("refresh"), "{error}");
+
+        write(r#"{"credsStore":"xtask-surely-not-installed"}"#);
+        let error = credentials_in(Some(&config), "ghcr.io").unwrap_err().to_string();
+        assert!(error.contains("could not be run") && error.contains("credsStore"), "{error}");
+
+        write("{not json");
+        let error = credentials_in(Some(&config), "ghcr.io").unwrap_err().to_string();
+        assert!(error.contains("is not a Docker config file"), "{error}");
+    }
+}
