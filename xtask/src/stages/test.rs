@@ -1,8 +1,11 @@
 //! `cargo xtask test`: every test suite of the project, in one command.
 //!
 //! Every runner runs, whatever happened to the ones before it, and the end lists each with its result: a
-//! pytest suite per app, and one runner per cargo test binary of each workspace package. A runner that stops
-//! before printing its summary (a compile error, a pip failure, a crash) counts as one failure and is named.
+//! pytest suite per app, one runner per cargo test binary of each workspace package, and the browser suite
+//! ([`browser`]). A runner that stops before printing its summary (a compile error, a pip failure, a crash)
+//! counts as one failure and is named.
+
+mod browser;
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +17,7 @@ use crate::stamp::{self, Stamp};
 
 #[derive(clap::Args)]
 pub struct TestArgs {
-    /// Suites to run (default: all): `rust`, or the name of an app under apps/.
+    /// Suites to run (default: all): `rust`, `browser`, or the name of an app under apps/.
     suites: Vec<String>,
 }
 
@@ -29,16 +32,18 @@ enum Suite {
     Images,
     /// `cargo test` of one workspace package: one runner per test binary.
     Cargo(String),
+    /// The browser suite, tests/browser/, against the images built by [`Suite::Images`].
+    Browser,
 }
 
 /// The suites the arguments name (all when none is named), in the order they run.
 fn plan(ctx: &Context, args: &TestArgs) -> Result<Vec<Suite>> {
     let apps = python_apps(ctx)?;
     for suite in &args.suites {
-        let known = suite == "rust" || apps.iter().any(|app| app_name(app) == suite);
+        let known = suite == "rust" || suite == "browser" || apps.iter().any(|app| app_name(app) == suite);
         if !known {
             let names: Vec<&str> = apps.iter().map(|app| app_name(app)).collect();
-            bail!("unknown test suite `{suite}`: choose from rust, {}", names.join(", "));
+            bail!("unknown test suite `{suite}`: choose from rust, browser, {}", names.join(", "));
         }
     }
     let wanted = |suite: &str| args.suites.is_empty() || args.suites.iter().any(|s| s == suite);
@@ -46,6 +51,13 @@ fn plan(ctx: &Context, args: &TestArgs) -> Result<Vec<Suite>> {
     if wanted("rust") {
         plan.extend([Suite::StaticLauncher, Suite::Images]);
         plan.extend(workspace_packages(ctx)?.into_iter().map(Suite::Cargo));
+    }
+    if wanted("browser") {
+        // Chosen alone, the browser suite still needs the images of this revision: built once either way.
+        if !plan.contains(&Suite::Images) {
+            plan.push(Suite::Images);
+        }
+        plan.push(Suite::Browser);
     }
     Ok(plan)
 }
@@ -55,13 +67,14 @@ pub fn run(ctx: &Context, args: &TestArgs) -> Result<()> {
     let mut static_launcher = None;
     for suite in plan(ctx, args)? {
         match suite {
-            Suite::Python(app) => runners.push(run_python_suite(ctx, &app)),
+            Suite::Python(app) => runners.push(run_pytest(ctx, &app, &APP_LOCKS, &[])),
             Suite::StaticLauncher => match crate::static_launcher::build(ctx) {
                 Ok(path) => static_launcher = Some(path),
                 Err(error) => runners.push(Runner::died("static launcher build", format!("{error:#}"))),
             },
             Suite::Images => runners.extend(build_images(ctx)),
             Suite::Cargo(package) => runners.extend(run_cargo_test(ctx, &package, static_launcher.as_deref())),
+            Suite::Browser => runners.extend(browser::run(ctx)),
         }
     }
     // One closing block over every runner, for people and for CI log readers.
@@ -271,19 +284,25 @@ fn app_name(app: &Path) -> &str {
     app.file_name().and_then(|name| name.to_str()).unwrap_or_default()
 }
 
-/// Runs an app's pytest suite in its `.venv`, made from the hash-pinned locks first.
-fn run_python_suite(ctx: &Context, app: &Path) -> Runner {
-    let name = format!("pytest apps/{}", app_name(app));
-    eprintln!("xtask: python suite of {}", app_name(app));
-    if let Err(error) = prepare_venv(ctx, app) {
+/// What an app's suite installs: the app's own runtime lock, and its test tools.
+const APP_LOCKS: [&str; 2] = ["requirements.lock", "requirements-dev.lock"];
+
+/// Runs the pytest suite of `dir` (an app, or tests/browser) in its `.venv`, made from the hash-pinned `locks`
+/// first, with `env` on top of this process's environment.
+fn run_pytest(ctx: &Context, dir: &Path, locks: &[&str], env: &[(String, String)]) -> Runner {
+    let folder = dir.strip_prefix(&ctx.root).unwrap_or(dir).display().to_string();
+    let name = format!("pytest {folder}");
+    eprintln!("xtask: pytest suite of {folder}");
+    if let Err(error) = prepare_venv(ctx, dir, locks) {
         eprintln!("xtask: {name}: {error:#}");
         return Runner::died(name, format!("{error:#}"));
     }
     let mut runner = Runner::new(name.clone());
     let mut saw_summary = false;
     let sh = &ctx.sh;
-    let _dir = sh.push_dir(app);
-    let status = crate::process::stream(cmd!(sh, ".venv/bin/python -m pytest"), |line| {
+    let _dir = sh.push_dir(dir);
+    let command = cmd!(sh, ".venv/bin/python -m pytest").envs(env.iter().map(|(key, value)| (key, value)));
+    let status = crate::process::stream(command, |line| {
         print!("{line}");
         saw_summary |= runner.add_summary_line(line);
     });
@@ -293,28 +312,25 @@ fn run_python_suite(ctx: &Context, app: &Path) -> Runner {
     }
 }
 
-/// Creates `.venv` from the hash-pinned locks, again only when a lock changed.
-fn prepare_venv(ctx: &Context, app: &Path) -> Result<()> {
+/// Creates `.venv` in `dir` from the hash-pinned `locks`, again only when one of them changed.
+fn prepare_venv(ctx: &Context, dir: &Path, locks: &[&str]) -> Result<()> {
     let sh = &ctx.sh;
-    let _dir = sh.push_dir(app);
-    let locks = ["requirements.lock", "requirements-dev.lock"];
+    let _dir = sh.push_dir(dir);
     let mut contents = Vec::new();
     for lock in locks {
-        contents.push(std::fs::read(app.join(lock)).with_context(|| format!("reading {lock}"))?);
+        contents.push(std::fs::read(dir.join(lock)).with_context(|| format!("reading {lock}"))?);
     }
     let stamp = Stamp::new(
-        app.join(".venv/.locks"),
-        stamp::fingerprint(locks.into_iter().zip(contents.iter().map(Vec::as_slice))),
+        dir.join(".venv/.locks"),
+        stamp::fingerprint(locks.iter().copied().zip(contents.iter().map(Vec::as_slice))),
     );
     if !stamp.is_current() {
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         cmd!(sh, "{python} -m venv --clear .venv").run().context("creating the virtual environment")?;
-        cmd!(
-            sh,
-            ".venv/bin/pip install --quiet --require-hashes --no-deps -r requirements.lock -r requirements-dev.lock"
-        )
-        .run()
-        .context("installing the hash-pinned locks")?;
+        let requirements = locks.iter().flat_map(|lock| ["-r", lock]);
+        cmd!(sh, ".venv/bin/pip install --quiet --require-hashes --no-deps {requirements...}")
+            .run()
+            .context("installing the hash-pinned locks")?;
         stamp.record()?;
     }
     Ok(())
@@ -332,17 +348,22 @@ mod tests {
     }
 
     #[test]
-    fn every_suite_is_planned_apps_first_and_a_name_picks_one() {
+    fn every_suite_is_planned_apps_first_browser_last_and_a_name_picks_one() {
         let ctx = Context::discover().unwrap();
         let all = plan(&ctx, &TestArgs { suites: Vec::new() }).unwrap();
         assert!(matches!(all.first(), Some(Suite::Python(_))), "{all:?}");
         let launcher = all.iter().position(|suite| *suite == Suite::StaticLauncher).unwrap();
         assert_eq!(all[launcher + 1], Suite::Images);
         assert!(all.contains(&Suite::Cargo("launcher".into())) && all.contains(&Suite::Cargo("xtask".into())));
+        assert_eq!(all.last(), Some(&Suite::Browser));
+        assert_eq!(all.iter().filter(|suite| **suite == Suite::Images).count(), 1, "{all:?}");
         let rust = plan(&ctx, &TestArgs { suites: vec!["rust".into()] }).unwrap();
         assert_eq!(rust[0], Suite::StaticLauncher);
+        assert!(!rust.contains(&Suite::Browser));
+        let browser = plan(&ctx, &TestArgs { suites: vec!["browser".into()] }).unwrap();
+        assert_eq!(browser, [Suite::Images, Suite::Browser]);
         let error = plan(&ctx, &TestArgs { suites: vec!["nope".into()] }).unwrap_err().to_string();
-        assert!(error.contains("unknown test suite `nope`: choose from rust, "), "{error}");
+        assert!(error.contains("unknown test suite `nope`: choose from rust, browser, "), "{error}");
     }
 
     #[test]
