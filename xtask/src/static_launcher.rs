@@ -20,7 +20,7 @@ pub fn build(ctx: &Context) -> Result<PathBuf> {
     ensure_musl_target(ctx)?;
     let cargo_auditable = ensure_cargo_auditable(ctx)?;
     let sh = &ctx.sh;
-    // cargo-auditable is a cargo subcommand: cargo finds it on PATH.
+    // cargo runs cargo-auditable, its rustc wrapper, from PATH.
     let path = std::env::join_paths(
         std::iter::once(cargo_auditable.parent().unwrap().to_path_buf())
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
@@ -34,11 +34,17 @@ pub fn build(ctx: &Context) -> Result<PathBuf> {
     let remaps = [(&ctx.root, "/workspace"), (&cargo_home, "/cargo"), (&target_dir, "/target")]
         .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
         .join(" ");
-    cmd!(sh, "cargo auditable build --quiet --locked --package launcher --profile launcher --target {MUSL_TARGET}")
+    // What `cargo auditable build` does, but naming its wrapper by name (found on PATH) rather than by its absolute
+    // path: cargo hashes the wrapper's path into the symbols of the workspace's crates, so a wrapper installed in
+    // another checkout would lay the binary out differently. The arguments are the ones `cargo auditable` hands on.
+    let auditable_arguments = r#"{"offline":false,"locked":true,"frozen":false,"config":[]}"#;
+    cmd!(sh, "cargo build --quiet --locked --package launcher --profile launcher --target {MUSL_TARGET}")
         .env("PATH", path)
+        .env("RUSTC_WORKSPACE_WRAPPER", "cargo-auditable")
+        .env("CARGO_AUDITABLE_ORIG_ARGS", auditable_arguments)
         .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS", remaps)
         .run()
-        .context("building the static launcher (cargo auditable build --target x86_64-unknown-linux-musl)")?;
+        .context("building the static launcher (cargo build with cargo-auditable, --target x86_64-unknown-linux-musl)")?;
     let binary = target_dir.join(MUSL_TARGET).join("launcher").join("launcher");
     anyhow::ensure!(binary.is_file(), "cargo built the launcher but {} is missing", binary.display());
     Ok(binary)

@@ -70,8 +70,9 @@ fn build_one(ctx: &Context, builder: &Builder, base: &str, launcher: &Path, imag
     let context_dir = crate::staging::stage(ctx, &image.name, &inputs)?;
 
     let reference = ctx.reference(&image.name)?;
-    // The engine's own image is only the input of the reproducible one, under a tag of its own.
-    let engine_image = format!("{reference}-engine");
+    // The engine's own image is only the input of the reproducible one, under a tag of its own. It carries nothing of
+    // the revision (the labels come later), so one tag per image serves every commit.
+    let engine_image = crate::images::reference(&image.name, "engine");
     let rootfs = &image.settings.rootfs;
     let mut build_args = vec![
         ("DEBIAN_BASE".to_owned(), base.to_owned()),
@@ -93,9 +94,27 @@ fn build_one(ctx: &Context, builder: &Builder, base: &str, launcher: &Path, imag
     )?;
     let build_seconds = started.elapsed().as_secs_f64();
     let assembling = Instant::now();
-    let layout = write_reproducible(ctx, image, &engine_image, &reference)?;
-    let sh = &ctx.sh;
-    cmd!(sh, "docker rmi {engine_image}").quiet().ignore_stdout().run().context("removing the engine's own image")?;
+    let labels = labels(ctx, image)?;
+    let (engine_id, _) = crate::docker::image_id_and_size(&ctx.sh, &engine_image)?;
+    // The layout is a function of the engine's image, the labels and the commit time: written again only when one
+    // of them changed (and loaded again only when the engine lost it).
+    let source = serde_json::json!({ "engine image": engine_id, "labels": labels, "epoch": ctx.revision()?.commit_time });
+    let recorded = ctx.out.image_layout(&image.name).with_extension("json");
+    let previous: Option<(serde_json::Value, Layout)> =
+        std::fs::read_to_string(&recorded).ok().and_then(|text| serde_json::from_str(&text).ok());
+    let layout = match previous {
+        Some((from, layout)) if from == source && layout.dir.is_dir() => {
+            if !crate::docker::has_image(&ctx.sh, &reference) {
+                load(ctx, &layout.dir, &reference, &layout.digest, &layout.config_digest)?;
+            }
+            layout
+        }
+        _ => {
+            let layout = write_reproducible(ctx, image, &engine_image, &reference, &labels)?;
+            std::fs::write(&recorded, serde_json::to_string(&(&source, &layout))?)?;
+            layout
+        }
+    };
     let layout = Layout { assemble_seconds: assembling.elapsed().as_secs_f64(), ..layout };
     Built::record(ctx, &image.name, &reference, build_seconds, layout)
 }
@@ -130,7 +149,13 @@ fn public_source(ctx: &Context) -> Result<Option<String>> {
 
 /// Writes the engine's image again as a reproducible OCI image layout under `out/images/<image>/oci/`, replacing
 /// the previous one only once complete, and loads it into the engine as `reference`.
-fn write_reproducible(ctx: &Context, image: &Image, engine_image: &str, reference: &str) -> Result<Layout> {
+fn write_reproducible(
+    ctx: &Context,
+    image: &Image,
+    engine_image: &str,
+    reference: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<Layout> {
     let sh = &ctx.sh;
     let mut save = std::process::Command::from(cmd!(sh, "docker save {engine_image}"));
     let mut child = save.stdout(Stdio::piped()).spawn().context("starting `docker save`")?;
@@ -154,7 +179,7 @@ fn write_reproducible(ctx: &Context, image: &Image, engine_image: &str, referenc
         diff_ids.push(oci::sha256(&normalized));
         layers.push(writer.blob(oci::LAYER_TYPE, &oci::gzip(&normalized)?)?);
     }
-    let config_bytes = oci::normalize_config(&saved.config, &diff_ids, &revision.created, &labels(ctx, image)?)?;
+    let config_bytes = oci::normalize_config(&saved.config, &diff_ids, &revision.created, labels)?;
     let config = writer.blob(oci::CONFIG_TYPE, &config_bytes)?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -169,13 +194,13 @@ fn write_reproducible(ctx: &Context, image: &Image, engine_image: &str, referenc
     }
     std::fs::rename(&written, &final_dir).with_context(|| format!("moving the layout to {}", final_dir.display()))?;
 
-    load(ctx, &final_dir, reference, &manifest, &config)?;
+    load(ctx, &final_dir, reference, &manifest.digest, &config.digest)?;
     Ok(Layout { dir: final_dir, digest: manifest.digest, config_digest: config.digest, assemble_seconds: 0.0 })
 }
 
 /// Loads the layout into the engine (`docker load` reads its `manifest.json`) and checks the engine holds exactly it:
 /// Engine 20.10 names an image by its config digest, the containerd image store by its manifest digest.
-fn load(ctx: &Context, layout: &Path, reference: &str, manifest: &Descriptor, config: &Descriptor) -> Result<()> {
+fn load(ctx: &Context, layout: &Path, reference: &str, manifest: &str, config: &str) -> Result<()> {
     let mut archive = tar::Builder::new(Vec::new());
     archive.append_dir_all(".", layout).context("packing the layout for `docker load`")?;
     let archive = archive.into_inner()?;
@@ -187,8 +212,8 @@ fn load(ctx: &Context, layout: &Path, reference: &str, manifest: &Descriptor, co
         .run()
         .context("`docker load` of the layout failed")?;
     let (id, _) = crate::docker::image_id_and_size(sh, reference)?;
-    if id != config.digest && id != manifest.digest {
-        bail!("the engine loaded {reference} as {id}, not as the layout's {} or {}", config.digest, manifest.digest);
+    if id != config && id != manifest {
+        bail!("the engine loaded {reference} as {id}, not as the layout's {config} or {manifest}");
     }
     Ok(())
 }
