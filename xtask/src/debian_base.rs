@@ -8,7 +8,9 @@ use crate::context::Context;
 use crate::docker;
 
 /// The official image, used when the engine has it or can pull it.
-const OFFICIAL_BASE: &str = "debian:trixie";
+/// Pinned by digest (the image index of every platform; refresh with `docker buildx imagetools inspect debian:trixie`),
+/// and the same as the default of the Dockerfiles' `DEBIAN_BASE` (a test checks).
+pub const OFFICIAL_BASE: &str = "debian:trixie@sha256:35b8ff74ead4880f22090b617372daff0ccae742eb5674455d542bef71ef1999";
 /// What `bootstrap` builds locally; never confused with the official image.
 pub const LOCAL_BASE: &str = "localhost/debian:trixie";
 const SUITE: &str = "trixie";

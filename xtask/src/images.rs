@@ -280,6 +280,8 @@ mod tests {
         assert!(images.iter().filter(|image| image.settings.release).count() >= 2);
         for image in &images {
             let dockerfile = std::fs::read_to_string(image.dockerfile()).unwrap();
+            let base = format!("ARG DEBIAN_BASE={}", crate::debian_base::OFFICIAL_BASE);
+            assert!(dockerfile.lines().any(|line| line == base), "{}: the Dockerfile must say `{base}`", image.name);
             let port = image.settings.port;
             assert!(
                 dockerfile.lines().any(|line| line.trim() == format!("EXPOSE {port}")),

@@ -44,7 +44,9 @@ pub fn build(ctx: &Context) -> Result<PathBuf> {
         .env("CARGO_AUDITABLE_ORIG_ARGS", auditable_arguments)
         .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS", remaps)
         .run()
-        .context("building the static launcher (cargo build with cargo-auditable, --target x86_64-unknown-linux-musl)")?;
+        .context(
+            "building the static launcher (cargo build with cargo-auditable, --target x86_64-unknown-linux-musl)",
+        )?;
     let binary = target_dir.join(MUSL_TARGET).join("launcher").join("launcher");
     anyhow::ensure!(binary.is_file(), "cargo built the launcher but {} is missing", binary.display());
     Ok(binary)

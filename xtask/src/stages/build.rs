@@ -98,7 +98,8 @@ fn build_one(ctx: &Context, builder: &Builder, base: &str, launcher: &Path, imag
     let (engine_id, _) = crate::docker::image_id_and_size(&ctx.sh, &engine_image)?;
     // The layout is a function of the engine's image, the labels and the commit time: written again only when one
     // of them changed (and loaded again only when the engine lost it).
-    let source = serde_json::json!({ "engine image": engine_id, "labels": labels, "epoch": ctx.revision()?.commit_time });
+    let source =
+        serde_json::json!({ "engine image": engine_id, "labels": labels, "epoch": ctx.revision()?.commit_time });
     let recorded = ctx.out.image_layout(&image.name).with_extension("json");
     let previous: Option<(serde_json::Value, Layout)> =
         std::fs::read_to_string(&recorded).ok().and_then(|text| serde_json::from_str(&text).ok());
