@@ -119,6 +119,21 @@ pub fn signed_digest(output: &str) -> Result<String> {
         .context("no signature payload names an image digest")
 }
 
+/// The in-toto statements of `cosign verify-attestation`'s output: one DSSE envelope per line, the statement in its
+/// base64 payload.
+pub fn statements(output: &str) -> Result<Vec<serde_json::Value>> {
+    use base64::Engine as _;
+    let mut statements = Vec::new();
+    for line in output.lines().filter(|line| line.trim_start().starts_with('{')) {
+        let envelope: serde_json::Value = serde_json::from_str(line).context("an attestation that is not JSON")?;
+        let payload = envelope["payload"].as_str().context("an attestation without payload")?;
+        let statement =
+            base64::engine::general_purpose::STANDARD.decode(payload).context("a payload that is not base64")?;
+        statements.push(serde_json::from_slice(&statement).context("a payload that is not an in-toto statement")?);
+    }
+    Ok(statements)
+}
+
 /// A cosign run that failed, with its output already scrubbed of secrets.
 pub struct Failure {
     command: String,

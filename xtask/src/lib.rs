@@ -29,7 +29,9 @@ pub mod wheels;
 // Supply chain.
 pub mod cosign;
 pub mod policy;
+pub mod provenance;
 pub mod registry;
 pub mod signing;
 pub mod trivy;
 pub mod trivy_db;
+pub mod vex;

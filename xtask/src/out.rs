@@ -36,6 +36,16 @@ impl Out {
         self.dir.join("images").join(image).join("oci")
     }
 
+    /// The SLSA provenance `build` writes for an image: `out/images/<image>/provenance.json`.
+    pub fn provenance(&self, image: &str) -> PathBuf {
+        self.dir.join("images").join(image).join("provenance.json")
+    }
+
+    /// The OpenVEX document `release` writes from an image's allow-list entries: `out/images/<image>/vex.json`.
+    pub fn vex(&self, image: &str) -> PathBuf {
+        self.dir.join("images").join(image).join("vex.json")
+    }
+
     /// The scan reports and SBOM of an image: `out/scan/<image>/`.
     pub fn scan_dir(&self, image: &str) -> PathBuf {
         self.dir.join("scan").join(image)

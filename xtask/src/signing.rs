@@ -46,7 +46,15 @@ pub enum Signer {
 #[derive(Debug, Clone)]
 pub enum Verifier {
     Key(PathBuf),
-    Keyless { identity: String, issuer: String },
+    Keyless { identity: Identity, issuer: String },
+}
+
+/// The certificate identity a keyless signature must carry: exactly, or matching a regular expression (every version
+/// tag of a release workflow, say).
+#[derive(Debug, Clone)]
+pub enum Identity {
+    Exact(String),
+    Pattern(String),
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -138,7 +146,7 @@ impl Signer {
     pub fn verifier(&self, cosign: &Path, public_key: Option<&Path>, derived: &Path) -> Result<Verifier> {
         let key = match self {
             Signer::Keyless { identity, issuer } => {
-                return Ok(Verifier::Keyless { identity: identity.clone(), issuer: issuer.clone() })
+                return Ok(Verifier::Keyless { identity: Identity::Exact(identity.clone()), issuer: issuer.clone() })
             }
             Signer::Key { key, .. } => key,
         };
@@ -229,34 +237,46 @@ impl Verifier {
         cosign::signed_digest(&output).with_context(|| format!("reading what cosign verified for {pinned}"))
     }
 
-    /// Checks an attestation of the given predicate type on `pinned`.
-    pub fn verify_attestation(&self, cosign: &Path, pinned: &str, predicate_type: &str, tlog: Tlog) -> Result<()> {
+    /// Checks the attestations of the given predicate type on `pinned` and returns the in-toto statements they carry.
+    pub fn verify_attestation(
+        &self,
+        cosign: &Path,
+        pinned: &str,
+        predicate_type: &str,
+        tlog: Tlog,
+    ) -> Result<Vec<serde_json::Value>> {
         let mut args = vec!["verify-attestation".to_owned(), "--type".to_owned(), predicate_type.to_owned()];
         args.extend(self.identity_args());
         args.extend(tlog.verify_flags().iter().map(|flag| flag.to_string()));
         args.push(pinned.to_owned());
-        cosign::run(cosign, &args, &[]).map_err(|failure| {
+        let output = cosign::run(cosign, &args, &[]).map_err(|failure| {
             explain_for_verifying(failure, self, pinned, &format!("{predicate_type} attestation"))
         })?;
-        Ok(())
+        cosign::statements(&output).with_context(|| format!("reading the {predicate_type} attestations of {pinned}"))
     }
 
     fn identity_args(&self) -> Vec<String> {
         match self {
             Verifier::Key(public_key) => vec!["--key".to_owned(), public_key.display().to_string()],
-            Verifier::Keyless { identity, issuer } => vec![
-                "--certificate-identity".to_owned(),
-                identity.clone(),
-                "--certificate-oidc-issuer".to_owned(),
-                issuer.clone(),
-            ],
+            Verifier::Keyless { identity, issuer } => {
+                let (flag, identity) = match identity {
+                    Identity::Exact(identity) => ("--certificate-identity", identity),
+                    Identity::Pattern(pattern) => ("--certificate-identity-regexp", pattern),
+                };
+                vec![flag.to_owned(), identity.clone(), "--certificate-oidc-issuer".to_owned(), issuer.clone()]
+            }
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
             Verifier::Key(public_key) => format!("the public key {}", public_key.display()),
-            Verifier::Keyless { identity, issuer } => format!("the identity {identity} (issuer {issuer})"),
+            Verifier::Keyless { identity: Identity::Exact(identity), issuer } => {
+                format!("the identity {identity} (issuer {issuer})")
+            }
+            Verifier::Keyless { identity: Identity::Pattern(pattern), issuer } => {
+                format!("an identity matching {pattern} (issuer {issuer})")
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use xtask::context::Context;
 
 use common::require;
 use xtask::pinned_tools::{self, Tool};
-use xtask::policy::{self, AllowEntry, Policy, PolicyOverride};
+use xtask::policy::{self, AllowEntry, Expectations, Policy, PolicyOverride};
 use xtask::stages::scan::{scan_source, table, ImageSource, ScanOutcome};
 use xtask::trivy;
 use xtask::trivy_db::Database;
@@ -54,7 +54,12 @@ fn build_fixture(ctx: &Context) -> Result<PathBuf> {
 }
 
 fn fixture(archive: &std::path::Path) -> ImageSource<'_> {
-    ImageSource { path: archive, reference: FIXTURE_REFERENCE }
+    // The fixture holds one Debian package and Flask: Trivy must see both.
+    ImageSource {
+        path: archive,
+        reference: FIXTURE_REFERENCE,
+        expect: Expectations { os_packages: true, python_packages: true },
+    }
 }
 
 fn workspace_policy(ctx: &Context, allow: Vec<AllowEntry>) -> Policy {

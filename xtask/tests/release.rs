@@ -20,6 +20,7 @@ use xtask::cosign::{self, Secret, Tlog};
 use xtask::registry::{push_layout, referrers, resolve_digest, Reference};
 use xtask::signing::{KeySource, Signer, SigningArgs, Verifier};
 use xtask::stages::release::{self, publish, Destination, Published, ReleaseArgs, Signing};
+use xtask::stages::verify::RequireArgs;
 
 /// A unique, unguessable-enough string: secrets the tests later look for must not occur anywhere by chance.
 fn unique(prefix: &str) -> String {
@@ -59,7 +60,31 @@ impl Bench {
         let sbom = bench.ctx.out.sbom(&bench.name);
         std::fs::create_dir_all(sbom.parent().unwrap()).unwrap();
         std::fs::write(&sbom, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[]}"#).unwrap();
+        let commit = bench.commit_id();
+        bench.write_provenance(&bench.ctx.out.provenance(&bench.name), &commit);
         Some(bench)
+    }
+
+    fn commit_id(&self) -> String {
+        self.ctx.read("git", &["rev-parse", "HEAD"]).unwrap()
+    }
+
+    /// A provenance of this pipeline for the test's image, naming `commit`, as `build` writes one.
+    fn write_provenance(&self, path: &Path, commit: &str) {
+        let predicate = serde_json::json!({
+            "buildDefinition": {
+                "buildType": xtask::provenance::BUILD_TYPE,
+                "externalParameters": {
+                    "image": self.name,
+                    "platform": "linux/amd64",
+                    "source": { "repository": "https://example.test/distroless-python", "revision": commit },
+                },
+                "resolvedDependencies": [{ "uri": "git+https://example.test/distroless-python", "digest": { "gitCommit": commit } }],
+            },
+            "runDetails": { "builder": { "id": "urn:distroless-python:host:test" } },
+        });
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, predicate.to_string()).unwrap();
     }
 
     fn commit(&self) {
@@ -94,9 +119,10 @@ impl Bench {
         Signer::Key { key: KeySource::File(self.keys.private.clone()), password: Secret::new(password) }
     }
 
-    /// Writes an OCI layout of one image holding `content`, made unique to this test.
+    /// Writes an OCI layout of one image holding `content`, made unique to this test, labelled with the commit.
     fn layout(&self, content: &str) -> Layout {
-        layout::image(&self.folder.path().join(unique("layout")), &format!("{content}\n{}\n", self.name))
+        let dir = self.folder.path().join(unique("layout"));
+        layout::built_from(&dir, &format!("{content}\n{}\n", self.name), Some(&self.commit_id()))
     }
 
     fn publish(&self, layout: &Layout, signing: &Signing) -> Result<Published> {
@@ -114,6 +140,7 @@ impl Bench {
             &Reference::parse(reference)?,
             &Verifier::Key(public_key.to_owned()),
             Tlog::Offline,
+            &RequireArgs::default(),
         )
     }
 
@@ -174,13 +201,31 @@ fn publish_then_verify_by_tag_and_by_digest() {
         assert_eq!(resolve(&format!("{repository}:{tag}")), layout.digest, "resolve_digest of tag {tag}");
     }
 
+    let (cosign, public, pinned) = (&bench.cosign, &bench.keys.public, &published.pinned);
     let started = Instant::now();
     for reference in [bench.tag(), format!("{repository}:v1.2.3"), published.pinned.clone()] {
         let verified = bench.verify(&reference, &bench.keys.public).unwrap();
         assert_eq!(verified.pinned, published.pinned, "{reference}");
-        assert!(verified.sbom_attestation, "{reference}: the SBOM attestation was not found");
+        assert!(verified.sbom, "{reference}: the SBOM attestation was not found");
+        let provenance = verified.provenance.expect("the provenance");
+        assert_eq!(provenance.revision, bench.commit_id(), "{reference}");
+        assert_eq!(provenance.builder, "urn:distroless-python:host:test");
     }
-    eprintln!("figure: three verifications (signature + SBOM attestation) took {:.2?}", started.elapsed());
+    eprintln!("figure: three verifications (signature, SBOM, provenance) took {:.2?}", started.elapsed());
+
+    // Plain cosign accepts the provenance too, and its statement names the commit.
+    let output = cmd!(
+        bench.ctx.sh,
+        "{cosign} verify-attestation --type slsaprovenance1 --key {public} --insecure-ignore-tlog {pinned}"
+    )
+    .quiet()
+    .read()
+    .unwrap();
+    let statements = xtask::cosign::statements(&output).unwrap();
+    assert_eq!(
+        statements[0]["predicate"]["buildDefinition"]["externalParameters"]["source"]["revision"],
+        bench.commit_id()
+    );
 }
 
 #[test]
@@ -470,6 +515,7 @@ fn leak_probe() {
         &Reference::parse(&published.pinned).unwrap(),
         &signing.verifier,
         Tlog::Offline,
+        &RequireArgs::default(),
     )
     .unwrap();
     println!("PROBE-OK {published:?} {verified:?}");
@@ -532,4 +578,76 @@ fn secrets_stay_out_of_logs_files_and_images() {
     // The layer in the layout and its copy in the registry.
     assert!(layers >= 2, "no compressed layer was looked into");
     assert_eq!(resolve(&bench.tag()), layout.digest);
+}
+
+#[test]
+fn verify_names_every_missing_piece_of_a_signature_only_image() {
+    let Some(bench) = Bench::new("signatureonly") else { return };
+    let pushed = bench.push(&bench.layout("only signed")).unwrap();
+    let pinned = format!("{}@{pushed}", bench.repository());
+    bench.signer(&bench.keys.password).sign(&bench.cosign, &pinned, Tlog::Offline).unwrap();
+    let error = format!("{:#}", bench.verify(&bench.tag(), &bench.keys.public).unwrap_err());
+    assert!(error.contains("no SBOM attestation") && error.contains("no provenance attestation"), "{error}");
+    // Leaving the pieces out takes saying so.
+    let lenient = RequireArgs { without_sbom: true, without_provenance: true, ..RequireArgs::default() };
+    let verifier = Verifier::Key(bench.keys.public.clone());
+    xtask::stages::verify::image(
+        &bench.cosign,
+        &Reference::parse(&pinned).unwrap(),
+        &verifier,
+        Tlog::Offline,
+        &lenient,
+    )
+    .unwrap();
+}
+
+#[test]
+fn verify_refuses_a_provenance_that_names_another_commit() {
+    let Some(bench) = Bench::new("othercommit") else { return };
+    let elsewhere = bench.folder.path().join("other-provenance.json");
+    bench.write_provenance(&elsewhere, &"0".repeat(40));
+    std::fs::copy(&elsewhere, bench.ctx.out.provenance(&bench.name)).unwrap();
+    let error = format!("{:#}", bench.publish(&bench.layout("mislabelled"), &bench.key_signing()).unwrap_err());
+    assert!(error.contains(&format!("names commit {}", "0".repeat(40))), "{error}");
+    assert!(error.contains(&format!("built from {}", bench.commit_id())), "{error}");
+    let error = format!("{:#}", bench.verify(&bench.tag(), &bench.keys.public).unwrap_err());
+    assert!(error.contains("names commit"), "{error}");
+}
+
+#[test]
+fn verify_refuses_a_provenance_signed_with_another_key_and_a_vex_for_another_image() {
+    let Some(bench) = Bench::new("tampered") else { return };
+    // Signed and with its SBOM by the release key, but the provenance signed by someone else.
+    let pinned = format!("{}@{}", bench.repository(), bench.push(&bench.layout("released")).unwrap());
+    let signer = bench.signer(&bench.keys.password);
+    signer.sign(&bench.cosign, &pinned, Tlog::Offline).unwrap();
+    signer.attest(&bench.cosign, &pinned, "cyclonedx", &bench.ctx.out.sbom(&bench.name), Tlog::Offline).unwrap();
+    let other = generate_key_pair(&bench.cosign, &bench.folder.path().join("other"), "other password");
+    let intruder = Signer::Key { key: KeySource::File(other.private.clone()), password: Secret::new(&other.password) };
+    let provenance = bench.ctx.out.provenance(&bench.name);
+    intruder.attest(&bench.cosign, &pinned, "slsaprovenance1", &provenance, Tlog::Offline).unwrap();
+    let error = format!("{:#}", bench.verify(&pinned, &bench.keys.public).unwrap_err());
+    assert!(error.contains("provenance attestation does not verify"), "{error}");
+
+    let Some(fresh) = Bench::new("vexforother") else { return };
+    let published = fresh.publish(&fresh.layout("released"), &fresh.key_signing()).unwrap();
+    let vex = fresh.folder.path().join("vex.json");
+    let product = xtask::vex::product("127.0.0.1:1/team/another-image", &published.digest);
+    std::fs::write(
+        &vex,
+        serde_json::json!({
+            "@context": "https://openvex.dev/ns/v0.2.0", "@id": "urn:test", "author": "test", "version": 1,
+            "timestamp": "2026-01-01T00:00:00Z",
+            "statements": [{"vulnerability": {"name": "CVE-1"}, "products": [{"@id": product}], "status": "not_affected",
+                            "impact_statement": "test"}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    fresh
+        .signer(&fresh.keys.password)
+        .attest(&fresh.cosign, &published.pinned, "openvex", &vex, Tlog::Offline)
+        .unwrap();
+    let error = format!("{:#}", fresh.verify(&published.pinned, &fresh.keys.public).unwrap_err());
+    assert!(error.contains("VEX") && error.contains("not for this image"), "{error}");
 }

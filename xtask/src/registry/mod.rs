@@ -155,37 +155,63 @@ pub fn referrers(reference: &Reference, digest: &str) -> Result<Vec<Referrer>> {
 
 /// An image in a registry, pulled whole (manifest, config, layers): what `reproduce --release` compares with a build.
 pub fn fetch_image(reference: &Reference) -> Result<crate::image_diff::ImageBlobs> {
-    let digest = resolve_digest(reference)?;
-    let session = Session::new(&reference.registry)?;
-    let image = session.pinned(&reference.repository, &digest);
-    let what = reference.pinned(&digest);
-    let accepted = [OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE];
-    let (manifest, _) = session
-        .run(session.client.pull_manifest_raw(&image, &session.auth, &accepted))
-        .map_err(|error| session.explain(error, &what))?;
-    #[derive(Deserialize)]
-    struct Manifest {
-        config: Blob,
-        layers: Vec<Blob>,
-    }
-    #[derive(Deserialize)]
-    struct Blob {
-        digest: String,
-    }
-    let manifest: Manifest = serde_json::from_slice(&manifest)
-        .with_context(|| format!("{what} is not an image manifest (an index? name one platform's digest)"))?;
-    let pull = |blob: &Blob| -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        session
-            .run(session.client.pull_blob(&image, blob.digest.as_str(), &mut bytes))
-            .map_err(|error| session.explain(error, &format!("blob {} of {what}", blob.digest)))?;
-        Ok(bytes)
-    };
+    let pulled = Pulled::manifest(reference)?;
     Ok(crate::image_diff::ImageBlobs {
-        manifest_digest: digest.clone(),
-        config: pull(&manifest.config)?,
-        layers: manifest.layers.iter().map(pull).collect::<Result<_>>()?,
+        config: pulled.blob(&pulled.manifest.config)?,
+        layers: pulled.manifest.layers.iter().map(|layer| pulled.blob(layer)).collect::<Result<_>>()?,
+        manifest_digest: pulled.digest,
     })
+}
+
+/// The configuration of an image in a registry (its labels, say).
+pub fn fetch_config(reference: &Reference) -> Result<serde_json::Value> {
+    let pulled = Pulled::manifest(reference)?;
+    let config = pulled.blob(&pulled.manifest.config)?;
+    serde_json::from_slice(&config).with_context(|| format!("the configuration of {} is not JSON", pulled.what))
+}
+
+/// An image manifest pulled by digest, and the session to pull its blobs with.
+struct Pulled {
+    session: Session,
+    image: oci_client::Reference,
+    digest: String,
+    what: String,
+    manifest: PulledManifest,
+}
+
+#[derive(Deserialize)]
+struct PulledManifest {
+    config: PulledBlob,
+    layers: Vec<PulledBlob>,
+}
+
+#[derive(Deserialize)]
+struct PulledBlob {
+    digest: String,
+}
+
+impl Pulled {
+    fn manifest(reference: &Reference) -> Result<Pulled> {
+        let digest = resolve_digest(reference)?;
+        let session = Session::new(&reference.registry)?;
+        let image = session.pinned(&reference.repository, &digest);
+        let what = reference.pinned(&digest);
+        let accepted = [OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE];
+        let (bytes, _) = session
+            .run(session.client.pull_manifest_raw(&image, &session.auth, &accepted))
+            .map_err(|error| session.explain(error, &what))?;
+        let manifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{what} is not an image manifest (an index? name one platform's digest)"))?;
+        Ok(Pulled { session, image, digest, what, manifest })
+    }
+
+    fn blob(&self, blob: &PulledBlob) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.session
+            .run(self.session.client.pull_blob(&self.image, blob.digest.as_str(), &mut bytes))
+            .map_err(|error| self.session.explain(error, &format!("blob {} of {}", blob.digest, self.what)))?;
+        Ok(bytes)
+    }
 }
 
 /// One registry, through oci-client on a runtime of its own, with the credentials `docker login` stored for it.

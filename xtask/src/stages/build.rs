@@ -56,6 +56,7 @@ pub fn build_all(ctx: &Context, images: &[&Image]) -> Result<Vec<Built>> {
 
 fn build_one(ctx: &Context, builder: &Builder, base: &str, launcher: &Path, image: &Image) -> Result<Built> {
     let started = Instant::now();
+    let started_on = jiff::Timestamp::now();
     let packages = crate::debian::fetch(ctx, image, ARCHITECTURE)?;
     let mut locks = Vec::new();
     if let Some(venv) = &image.settings.venv {
@@ -117,6 +118,27 @@ fn build_one(ctx: &Context, builder: &Builder, base: &str, launcher: &Path, imag
         }
     };
     let layout = Layout { assemble_seconds: assembling.elapsed().as_secs_f64(), ..layout };
+    let (base_id, _) = crate::docker::image_id_and_size(&ctx.sh, base)?;
+    crate::provenance::write(
+        ctx,
+        &crate::provenance::Inputs {
+            image: &image.name,
+            platform: &format!("linux/{ARCHITECTURE}"),
+            base: (base, &base_id),
+            packages: packages
+                .iter()
+                .map(|package| {
+                    (package.name.clone(), package.version.clone(), package.architecture.clone(), package.path.clone())
+                })
+                .collect(),
+            locks,
+            wheels: &wheels,
+            launcher,
+            engine: &ctx.engine()?.version,
+            started: started_on,
+            finished: jiff::Timestamp::now(),
+        },
+    )?;
     Built::record(ctx, &image.name, &reference, build_seconds, layout)
 }
 

@@ -127,7 +127,11 @@ pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
                 result.vulnerabilities =
                     outcome.counts.iter().map(|(severity, count)| (severity.to_string(), *count)).collect();
                 result.gate = Some(outcome.passed);
-                let source = super::scan::ImageSource { path: &record.layout.dir, reference: &record.reference };
+                let source = super::scan::ImageSource {
+                    path: &record.layout.dir,
+                    reference: &record.reference,
+                    expect: super::scan::expectations(image),
+                };
                 result.sbom = Some(super::sbom::sbom_of(ctx, &image.name, &source)?);
                 if !outcome.passed {
                     bail!("scan gate: {}", outcome.message);

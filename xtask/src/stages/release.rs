@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
+use super::verify::RequireArgs;
 use crate::context::Context;
 use crate::cosign::{self, Tlog};
+use crate::policy::Policy;
 use crate::registry::{self, Reference};
 use crate::signing::{Signer, SigningArgs, Verifier};
 
@@ -53,6 +55,8 @@ pub struct Published {
     pub tags: Vec<String>,
     /// The newest cosign signature referring to the digest, `HOST[:PORT]/NAMESPACE/<image>@sha256:...`.
     pub signature: String,
+    /// How many VEX statements (accepted vulnerabilities) were attested.
+    pub vex_statements: usize,
 }
 
 /// How an image is signed, and how its signatures are then checked.
@@ -112,10 +116,15 @@ pub fn publish(
     destination: &Destination,
     signing: &Signing,
 ) -> Result<Published> {
-    let sbom = ctx.out.sbom(image);
-    if !sbom.is_file() {
-        bail!("image {image}: no SBOM at {}; `cargo xtask ci` writes it (its sbom step)", sbom.display());
-    }
+    let evidence = |path: std::path::PathBuf, what: &str| {
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(anyhow::anyhow!("image {image}: no {what} at {}; `cargo xtask ci` writes it", path.display()))
+        }
+    };
+    let sbom = evidence(ctx.out.sbom(image), "SBOM")?;
+    let provenance = evidence(ctx.out.provenance(image), "provenance")?;
     let repository = destination.repository(image);
     let revision = ctx.revision()?;
     let tags: Vec<String> =
@@ -123,17 +132,35 @@ pub fn publish(
     let digest = registry::push_layout(layout, &repository, &tags)?;
     let pinned = format!("{repository}@{digest}");
 
-    signing.signer.sign(&signing.cosign, &pinned, signing.tlog)?;
-    signing.signer.attest(&signing.cosign, &pinned, cosign::SBOM_PREDICATE, &sbom, signing.tlog)?;
-
-    let verified = signing.verifier.verify_signature(&signing.cosign, &pinned, signing.tlog)?;
-    if verified != digest {
-        bail!("cosign verified a signature for {verified}, not for the pushed digest {digest}");
+    let (signer, cosign, tlog) = (&signing.signer, &signing.cosign, signing.tlog);
+    signer.sign(cosign, &pinned, tlog)?;
+    signer.attest(cosign, &pinned, cosign::SBOM_PREDICATE, &sbom, tlog)?;
+    signer.attest(cosign, &pinned, crate::provenance::COSIGN_TYPE, &provenance, tlog)?;
+    if let Some(vex) = write_vex(ctx, image, &repository, &digest)? {
+        signer.attest(cosign, &pinned, crate::vex::COSIGN_TYPE, &vex, tlog)?;
     }
-    signing.verifier.verify_attestation(&signing.cosign, &pinned, cosign::SBOM_PREDICATE, signing.tlog)?;
-    eprintln!("xtask: {pinned}: signature and SBOM attestation verified with {}", signing.verifier.describe());
+
+    // Everything `verify` requires, as a deploy step will check it.
+    let require = RequireArgs { source_revision: Some(revision.commit.clone()), ..RequireArgs::default() };
+    let verified = super::verify::image(cosign, &Reference::parse(&pinned)?, &signing.verifier, tlog, &require)?;
+    eprintln!("xtask: {pinned}: signature, SBOM, provenance and VEX verified with {}", signing.verifier.describe());
     let signature = signature_reference(&repository, &digest);
-    Ok(Published { image: image.to_owned(), signature, pinned, digest, tags })
+    Ok(Published { image: image.to_owned(), signature, pinned, digest, tags, vex_statements: verified.vex_statements })
+}
+
+/// The OpenVEX document of the allow-list entries that apply to the image (the workspace's and its own), when there
+/// are any: written to `out/images/<image>/vex.json`.
+fn write_vex(ctx: &Context, image: &str, repository: &str, digest: &str) -> Result<Option<std::path::PathBuf>> {
+    let overrides = ctx.image(image).map(|image| image.settings.scan.clone()).unwrap_or_default();
+    let policy = Policy::load(&ctx.root, &overrides)?;
+    let timestamp = &ctx.revision()?.created;
+    let Some(document) = crate::vex::document(&policy, repository, digest, crate::policy::today(), timestamp) else {
+        return Ok(None);
+    };
+    let path = ctx.out.vex(image);
+    std::fs::create_dir_all(path.parent().context("a VEX path without a folder")?)?;
+    std::fs::write(&path, serde_json::to_string_pretty(&document)?)?;
+    Ok(Some(path))
 }
 
 /// The newest cosign signature referring to the digest, as `repository@sha256:...`; a description of where cosign

@@ -20,7 +20,7 @@ pub struct SbomArgs {
 pub fn run(ctx: &Context, args: &SbomArgs) -> Result<()> {
     for image in ctx.select(&args.images)? {
         let built = crate::built::Built::current(ctx, &image.name)?;
-        let source = ImageSource { path: &built.layout.dir, reference: &built.reference };
+        let source = ImageSource { path: &built.layout.dir, reference: &built.reference, expect: Default::default() };
         let path = sbom_of(ctx, &image.name, &source)?;
         println!("{}", path.display());
     }

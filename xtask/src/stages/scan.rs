@@ -14,7 +14,7 @@ use comfy_table::{presets, Table};
 use crate::built::Built;
 use crate::context::Context;
 use crate::images::Image;
-use crate::policy::{self, Finding, Policy};
+use crate::policy::{self, Expectations, Finding, Policy};
 use crate::trivy::{self, Severity};
 use crate::trivy_db::Database;
 
@@ -22,6 +22,9 @@ use crate::trivy_db::Database;
 pub struct ScanArgs {
     /// Images to scan (default: every image with `release = true`), as built by `cargo xtask build`.
     images: Vec<String>,
+    /// Also fail on allow-list entries that excuse no finding any more.
+    #[arg(long)]
+    strict: bool,
 }
 
 /// What the gate decided about one image.
@@ -39,6 +42,8 @@ pub struct ScanOutcome {
     /// How many Debian and language (Python) packages Trivy saw: zero means it was blind to that part.
     pub os_packages: usize,
     pub lang_packages: usize,
+    /// Allow-list entries that excuse no finding any more.
+    pub stale: Vec<String>,
     pub report: PathBuf,
     pub sarif: PathBuf,
     pub duration: Duration,
@@ -49,7 +54,7 @@ pub fn run(ctx: &Context, args: &ScanArgs) -> Result<()> {
     let mut failed = Vec::new();
     for image in ctx.select(&args.images)? {
         let outcome = scan_image(ctx, image, &Built::current(ctx, &image.name)?)?;
-        if !outcome.passed {
+        if !outcome.passed || (args.strict && !outcome.stale.is_empty()) {
             failed.push(outcome.image);
         }
     }
@@ -64,8 +69,16 @@ pub fn run(ctx: &Context, args: &ScanArgs) -> Result<()> {
 /// scans that could not be made (no image, no Trivy, a corrupt report).
 pub fn scan_image(ctx: &Context, image: &Image, built: &Built) -> Result<ScanOutcome> {
     let policy = Policy::load(&ctx.root, &image.settings.scan).with_context(|| format!("image {}", image.name))?;
-    let source = ImageSource { path: &built.layout.dir, reference: &built.reference };
+    let source = ImageSource { path: &built.layout.dir, reference: &built.reference, expect: expectations(image) };
     scan_source(ctx, &image.name, &source, &policy, Database::from_env())
+}
+
+/// What Trivy must see in an image, from its settings: its locked Debian packages, its virtual environment.
+pub fn expectations(image: &Image) -> Expectations {
+    Expectations {
+        os_packages: !image.settings.rootfs.packages.is_empty(),
+        python_packages: image.settings.venv.is_some(),
+    }
 }
 
 /// An image as the scanners read it: an OCI layout folder, or a `docker save` archive.
@@ -73,6 +86,8 @@ pub struct ImageSource<'a> {
     pub path: &'a Path,
     /// What the image is called, for the output.
     pub reference: &'a str,
+    /// What the image holds that Trivy must see.
+    pub expect: Expectations,
 }
 
 /// The scan behind `scan_image`, for any image and policy; reports go to `out/scan/<name>/`.
@@ -93,7 +108,7 @@ pub fn scan_source(
     let report = trivy::read(&report_path).with_context(|| format!("scanning {name}"))?;
     trivy::convert_to_sarif(ctx, &report_path, &sarif_path).with_context(|| format!("scanning {name}"))?;
 
-    let decision = policy.evaluate(&report, policy::today());
+    let decision = policy.evaluate(&report, policy::today(), &source.expect);
     let decisive: Vec<Finding> =
         decision.failing.iter().map(|(finding, _)| finding.clone()).chain(decision.secrets.iter().cloned()).collect();
     let outcome = ScanOutcome {
@@ -105,6 +120,7 @@ pub fn scan_source(
         counts: decision.counts.clone(),
         os_packages: report.package_count("os-pkgs"),
         lang_packages: report.package_count("lang-pkgs"),
+        stale: decision.stale.iter().map(|entry| entry.id.clone()).collect(),
         report: report_path,
         sarif: sarif_path,
         duration: started.elapsed(),

@@ -1,4 +1,10 @@
 //! `cargo xtask verify`: the check a deploy step runs before it starts an image.
+//!
+//! The reference is resolved to a digest once, and everything is checked on that digest: the signature, the SBOM
+//! attestation, the SLSA provenance (its subject, its build type, its commit against the image's own revision label
+//! and against `--source-revision`, its repository against `--source-repository`), and a VEX attestation when there
+//! is one (its statements must be about this image). Every missing or failing piece is named; leaving the SBOM or the
+//! provenance out takes a flag.
 
 use std::path::{Path, PathBuf};
 
@@ -6,67 +12,135 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::context::Context;
 use crate::cosign::{self, Tlog, TlogArgs};
+use crate::provenance::{self, Summary};
 use crate::registry::{self, Reference};
-use crate::signing::Verifier;
+use crate::signing::{Identity, Verifier};
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
     /// HOST[:PORT]/NAMESPACE/NAME:TAG (resolved to its digest now) or HOST[:PORT]/NAMESPACE/NAME@sha256:DIGEST.
-    image: String,
-    /// Public key the image must be signed with (cosign.pub).
-    #[arg(long, value_name = "FILE", required_unless_present = "certificate_identity")]
-    key: Option<PathBuf>,
-    /// Keyless: the signer's certificate identity, e.g.
-    /// https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/heads/main
-    #[arg(long, requires = "certificate_oidc_issuer", conflicts_with = "key")]
-    certificate_identity: Option<String>,
-    /// Keyless: the OIDC issuer, e.g. https://token.actions.githubusercontent.com
-    #[arg(long, requires = "certificate_identity")]
-    certificate_oidc_issuer: Option<String>,
+    pub image: String,
     #[command(flatten)]
-    tlog: TlogArgs,
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub require: RequireArgs,
+}
+
+/// Who an image must be signed by.
+#[derive(clap::Args, Debug, Default)]
+pub struct TrustArgs {
+    /// Public key the image must be signed with (cosign.pub).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Keyless: the signer's certificate identity, e.g.
+    /// https://github.com/OWNER/REPO/.github/workflows/ci.yml@refs/heads/main
+    #[arg(long, conflicts_with = "key")]
+    pub certificate_identity: Option<String>,
+    /// Keyless: a regular expression the signer's certificate identity must match, e.g.
+    /// '^https://github.com/OWNER/REPO/.github/workflows/ci.yml@refs/tags/v[0-9.]+$'
+    #[arg(long, conflicts_with_all = ["key", "certificate_identity"])]
+    pub certificate_identity_regexp: Option<String>,
+    /// Keyless: the OIDC issuer, e.g. https://token.actions.githubusercontent.com
+    #[arg(long)]
+    pub certificate_oidc_issuer: Option<String>,
+    #[command(flatten)]
+    pub tlog: TlogArgs,
+}
+
+/// What an image must carry besides its signature.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct RequireArgs {
+    /// The commit the provenance must name (full SHA).
+    #[arg(long, value_name = "SHA")]
+    pub source_revision: Option<String>,
+    /// The repository the provenance must name.
+    #[arg(long, value_name = "URL")]
+    pub source_repository: Option<String>,
+    /// Accept an image without an SBOM attestation.
+    #[arg(long)]
+    pub without_sbom: bool,
+    /// Accept an image without a provenance attestation.
+    #[arg(long)]
+    pub without_provenance: bool,
 }
 
 /// What `verify` established about an image.
 #[derive(Debug)]
 pub struct Verified {
     pub pinned: String,
-    pub sbom_attestation: bool,
+    pub digest: String,
+    /// What the provenance says, when there is one.
+    pub provenance: Option<Summary>,
+    pub sbom: bool,
+    /// How many VEX statements about this image are attached.
+    pub vex_statements: usize,
+}
+
+impl TrustArgs {
+    /// The verifier and transparency-log mode these flags ask for.
+    pub fn verifier(&self) -> Result<(Verifier, Tlog)> {
+        let issuer =
+            || self.certificate_oidc_issuer.clone().context("keyless verification needs --certificate-oidc-issuer");
+        let verifier = match (&self.key, &self.certificate_identity, &self.certificate_identity_regexp) {
+            (Some(key), _, _) if !key.is_file() => {
+                bail!("the public key {} does not exist: pass the cosign.pub the images were signed for", key.display())
+            }
+            (Some(key), _, _) => Verifier::Key(key.clone()),
+            (None, Some(identity), _) => {
+                Verifier::Keyless { identity: Identity::Exact(identity.clone()), issuer: issuer()? }
+            }
+            (None, None, Some(pattern)) => {
+                Verifier::Keyless { identity: Identity::Pattern(pattern.clone()), issuer: issuer()? }
+            }
+            (None, None, None) => bail!(
+                "pass --key cosign.pub, or --certificate-identity (or --certificate-identity-regexp) with \
+                 --certificate-oidc-issuer"
+            ),
+        };
+        // Keyless signatures are only trustworthy with the log; key-based ones default to the offline convention.
+        let tlog = match (self.tlog.choice()?, &verifier) {
+            (Some(true), _) | (None, Verifier::Keyless { .. }) => Tlog::Upload,
+            _ => Tlog::Offline,
+        };
+        Ok((verifier, tlog))
+    }
 }
 
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<()> {
-    let verifier = match (&args.key, &args.certificate_identity, &args.certificate_oidc_issuer) {
-        (Some(key), _, _) => {
-            if !key.is_file() {
-                bail!(
-                    "the public key {} does not exist: pass the cosign.pub the images were signed for",
-                    key.display()
-                );
-            }
-            Verifier::Key(key.clone())
-        }
-        (None, Some(identity), Some(issuer)) => {
-            Verifier::Keyless { identity: identity.clone(), issuer: issuer.clone() }
-        }
-        _ => bail!("pass --key cosign.pub, or --certificate-identity with --certificate-oidc-issuer"),
-    };
-    // Keyless signatures are only trustworthy with the log; key-based ones default to the offline convention.
-    let tlog = match (args.tlog.choice()?, &verifier) {
-        (Some(true), _) | (None, Verifier::Keyless { .. }) => Tlog::Upload,
-        _ => Tlog::Offline,
-    };
+    let (verifier, tlog) = args.trust.verifier()?;
     let reference = Reference::parse(&args.image)?;
-    let verified = image(&cosign::cosign(ctx)?, &reference, &verifier, tlog)?;
+    let verified = image(&cosign::cosign(ctx)?, &reference, &verifier, tlog, &args.require)?;
     eprintln!("xtask: {}", tlog.describe());
-    let sbom =
-        if verified.sbom_attestation { "signed SBOM attestation verified" } else { "no SBOM attestation attached" };
-    println!("verified {} ({sbom})", verified.pinned);
+    print(&verified, &verifier);
     Ok(())
+}
+
+/// What was verified, for people.
+pub fn print(verified: &Verified, verifier: &Verifier) {
+    println!("verified {}", verified.pinned);
+    println!("  digest     {}", verified.digest);
+    println!("  signed by  {}", verifier.describe());
+    if let Some(provenance) = &verified.provenance {
+        println!("  source     {} at {}", provenance.repository, provenance.revision);
+        println!("  builder    {}", provenance.builder);
+    }
+    let mut pieces = vec!["signature"];
+    pieces.extend(verified.sbom.then_some("SBOM (CycloneDX)"));
+    pieces.extend(verified.provenance.as_ref().map(|_| "provenance (SLSA v1)"));
+    let vex = format!("VEX ({} statements)", verified.vex_statements);
+    pieces.extend((verified.vex_statements > 0).then_some(vex.as_str()));
+    println!("  verified   {}", pieces.join(", "));
 }
 
 /// Resolves the reference to a digest once, then checks everything on that digest, so that a tag moved meanwhile
 /// cannot slip another image in between the checks.
-pub fn image(cosign: &Path, reference: &Reference, verifier: &Verifier, tlog: Tlog) -> Result<Verified> {
+pub fn image(
+    cosign: &Path,
+    reference: &Reference,
+    verifier: &Verifier,
+    tlog: Tlog,
+    require: &RequireArgs,
+) -> Result<Verified> {
     let digest = registry::resolve_digest(reference)?;
     let pinned = reference.pinned(&digest);
     if reference.digest.is_none() {
@@ -76,11 +150,94 @@ pub fn image(cosign: &Path, reference: &Reference, verifier: &Verifier, tlog: Tl
     if signed != digest {
         bail!("the signature of {pinned} names digest {signed}, not {digest}");
     }
-    let sbom_attestation = cosign::has_attestation(cosign, &pinned, cosign::SBOM_PREDICATE)?;
-    if sbom_attestation {
-        verifier
-            .verify_attestation(cosign, &pinned, cosign::SBOM_PREDICATE, tlog)
-            .with_context(|| format!("{pinned} carries an SBOM attestation that does not verify"))?;
+    let mut problems = Vec::new();
+    let mut verified =
+        Verified { pinned: pinned.clone(), digest: digest.clone(), provenance: None, sbom: false, vex_statements: 0 };
+
+    // Present: it must verify. Absent: a problem unless the caller said it may be.
+    let attested = |predicate: &str| -> Result<Option<Vec<serde_json::Value>>> {
+        if !cosign::has_attestation(cosign, &pinned, predicate)? {
+            return Ok(None);
+        }
+        verifier.verify_attestation(cosign, &pinned, predicate, tlog).map(Some)
+    };
+    match attested(cosign::SBOM_PREDICATE) {
+        Ok(Some(_)) => verified.sbom = true,
+        Ok(None) if require.without_sbom => {}
+        Ok(None) => {
+            problems.push("no SBOM attestation (CycloneDX) is attached (--without-sbom accepts that)".to_owned())
+        }
+        Err(error) => problems.push(format!("its SBOM attestation does not verify: {error:#}")),
     }
-    Ok(Verified { pinned, sbom_attestation })
+    match attested(provenance::COSIGN_TYPE) {
+        Ok(Some(statements)) => match check_provenance(reference, &digest, &statements, require) {
+            Ok(summary) => verified.provenance = Some(summary),
+            Err(error) => problems.push(format!("{error:#}")),
+        },
+        Ok(None) if require.without_provenance => {}
+        Ok(None) => problems
+            .push("no provenance attestation (SLSA v1) is attached (--without-provenance accepts that)".to_owned()),
+        Err(error) => problems.push(format!("its provenance attestation does not verify: {error:#}")),
+    }
+    match attested(crate::vex::COSIGN_TYPE) {
+        Ok(Some(statements)) => {
+            let repository = format!("{}/{}", reference.registry, reference.repository);
+            for statement in &statements {
+                match crate::vex::check_products(&statement["predicate"], &repository, &digest) {
+                    Ok(count) => verified.vex_statements += count,
+                    Err(error) => problems.push(format!("its VEX attestation: {error:#}")),
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(error) => problems.push(format!("its VEX attestation does not verify: {error:#}")),
+    }
+    if !problems.is_empty() {
+        bail!("{pinned} is signed, but:\n  - {}", problems.join("\n  - "));
+    }
+    Ok(verified)
+}
+
+/// The provenance must be this pipeline's, about this digest, naming the commit the image's own label names (and
+/// the one and the repository the caller asks for).
+fn check_provenance(
+    reference: &Reference,
+    digest: &str,
+    statements: &[serde_json::Value],
+    require: &RequireArgs,
+) -> Result<Summary> {
+    let [statement] = statements else {
+        bail!("{} provenance attestations are attached, not one", statements.len());
+    };
+    let summary = Summary::of_statement(statement).context("its provenance is not this pipeline's")?;
+    if !summary.subject_digests.iter().any(|subject| subject == digest) {
+        bail!("its provenance is about {}, not about {digest}", summary.subject_digests.join(", "));
+    }
+    if summary.build_type != provenance::BUILD_TYPE {
+        bail!("its provenance has the build type {}, not {}", summary.build_type, provenance::BUILD_TYPE);
+    }
+    let name = reference.repository.rsplit('/').next().unwrap_or_default();
+    if summary.image != name {
+        bail!("its provenance describes the image {}, not {name}", summary.image);
+    }
+    let config = registry::fetch_config(&Reference::parse(&reference.pinned(digest))?)?;
+    let label = config.pointer("/config/Labels/org.opencontainers.image.revision").and_then(|value| value.as_str());
+    if label != Some(summary.revision.as_str()) {
+        bail!(
+            "its provenance names commit {}, but the image says it was built from {}",
+            summary.revision,
+            label.unwrap_or("no commit (no org.opencontainers.image.revision label)")
+        );
+    }
+    if let Some(wanted) = &require.source_revision {
+        if &summary.revision != wanted {
+            bail!("its provenance names commit {}, not {wanted} (--source-revision)", summary.revision);
+        }
+    }
+    if let Some(wanted) = &require.source_repository {
+        if &summary.repository != wanted {
+            bail!("its provenance names the repository {}, not {wanted} (--source-repository)", summary.repository);
+        }
+    }
+    Ok(summary)
 }

@@ -31,8 +31,14 @@ impl Layout {
 
 /// A single-platform image whose one layer holds `/payload.txt` with `content`.
 pub fn image(dir: &Path, content: &str) -> Layout {
+    built_from(dir, content, None)
+}
+
+/// The same, labelled as built from `commit` (`org.opencontainers.image.revision`), as the xtask labels its images.
+pub fn built_from(dir: &Path, content: &str, commit: Option<&str>) -> Layout {
     start(dir);
-    let (descriptor, bytes, layer) = image_manifest(dir, content, "amd64", None);
+    let labels = commit.map(|commit| json!({ "org.opencontainers.image.revision": commit }));
+    let (descriptor, bytes, layer) = image_manifest(dir, content, "amd64", None, labels);
     finish(dir, descriptor, bytes, Vec::new(), vec![layer])
 }
 
@@ -43,7 +49,7 @@ pub fn index(dir: &Path, platforms: &[(&str, &str)]) -> Layout {
     let mut descriptors = Vec::new();
     let mut layers = Vec::new();
     for (architecture, content) in platforms {
-        let (mut descriptor, bytes, layer) = image_manifest(dir, content, architecture, None);
+        let (mut descriptor, bytes, layer) = image_manifest(dir, content, architecture, None, None);
         descriptor["platform"] = json!({ "architecture": architecture, "os": "linux" });
         children.push((descriptor["digest"].as_str().unwrap().to_owned(), bytes));
         descriptors.push(descriptor);
@@ -58,7 +64,7 @@ pub fn index(dir: &Path, platforms: &[(&str, &str)]) -> Layout {
 /// `annotations` itself, listed without them.
 pub fn referrers_index(dir: &Path, content: &str, annotations: serde_json::Value) -> Layout {
     start(dir);
-    let (descriptor, bytes, layer) = image_manifest(dir, content, "amd64", Some(annotations));
+    let (descriptor, bytes, layer) = image_manifest(dir, content, "amd64", Some(annotations), None);
     let child = (descriptor["digest"].as_str().unwrap().to_owned(), bytes);
     let index = json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": [descriptor] });
     let (descriptor, bytes) = write_json(dir, INDEX, &index);
@@ -90,17 +96,21 @@ fn image_manifest(
     content: &str,
     architecture: &str,
     annotations: Option<serde_json::Value>,
+    labels: Option<serde_json::Value>,
 ) -> (serde_json::Value, Vec<u8>, String) {
     let tar = tar_of("payload.txt", content.as_bytes());
     let mut gzip = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
     gzip.write_all(&tar).unwrap();
     let layer = write_blob(dir, "application/vnd.oci.image.layer.v1.tar+gzip", &gzip.finish().unwrap());
-    let config = json!({
+    let mut config = json!({
         "architecture": architecture,
         "os": "linux",
         "config": { "Entrypoint": ["/payload.txt"] },
         "rootfs": { "type": "layers", "diff_ids": [digest(&tar)] },
     });
+    if let Some(labels) = labels {
+        config["config"]["Labels"] = labels;
+    }
     let (config, _) = write_json(dir, "application/vnd.oci.image.config.v1+json", &config);
     let layer_digest = layer["digest"].as_str().unwrap().to_owned();
     let mut manifest = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": [layer] });
