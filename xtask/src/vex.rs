@@ -14,8 +14,7 @@ pub const COSIGN_TYPE: &str = "openvex";
 /// The product an image is in OpenVEX: its package URL, pinned to its digest.
 pub fn product(repository: &str, digest: &str) -> String {
     let name = repository.rsplit('/').next().unwrap_or(repository);
-    let (registry_path, _) = repository.rsplit_once('/').unwrap_or((repository, ""));
-    format!("pkg:oci/{name}@{}?repository_url={}", digest.replace(':', "%3A"), format!("{registry_path}/{name}"))
+    format!("pkg:oci/{name}@{}?repository_url={repository}", digest.replace(':', "%3A"))
 }
 
 /// The document for the image `repository@digest`, from the entries of `policy` that are in force on `today`; `None`
