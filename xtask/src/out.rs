@@ -79,6 +79,11 @@ impl Out {
         self.dir.join("release").join("cosign.pub")
     }
 
+    /// The record of the last full `cargo xtask test` that passed: `out/test/passed.json`.
+    pub fn test_record(&self) -> PathBuf {
+        self.dir.join("test").join("passed.json")
+    }
+
     /// Scratch space of the benchmarks (generated baseline contexts, the quick page).
     pub fn bench_dir(&self) -> PathBuf {
         self.dir.join("bench")

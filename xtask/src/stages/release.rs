@@ -84,6 +84,11 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     let verifier = signer.verifier(&cosign, args.signing.public_key.as_deref(), &ctx.out.release_public_key())?;
     let signing = Signing { signer, verifier, tlog, cosign };
 
+    // No release without every suite of this exact commit: a record of a full `cargo xtask test` pass, or a run now.
+    if !super::test::passed_for_this_commit(ctx)? {
+        eprintln!("xtask: no full `cargo xtask test` has passed for {} yet: running it first", revision.commit);
+        super::test::run(ctx, &super::test::TestArgs::default()).context("the test suites failed: nothing was released")?;
+    }
     // The whole ci, as CI runs it (every deliverable, whichever images are released): build, scan gate, SBOMs, tests.
     super::ci::main(ctx, &super::ci::CiArgs::default()).context("ci failed: nothing was released")?;
 
@@ -102,6 +107,11 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         println!("  image      {}", release.pinned);
         println!("  tags       {}", release.tags.join(", "));
         println!("  signature  {}", release.signature);
+        let vex = match release.vex_statements {
+            0 => String::new(),
+            count => format!(", VEX ({count} accepted vulnerabilities)"),
+        };
+        println!("  attested   SBOM (CycloneDX), provenance (SLSA v1){vex}");
     }
     Ok(())
 }

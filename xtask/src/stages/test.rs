@@ -15,10 +15,10 @@ use xshell::cmd;
 use crate::context::Context;
 use crate::stamp::{self, Stamp};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct TestArgs {
     /// Suites to run (default: all): `rust`, `browser`, or the name of an app under apps/.
-    suites: Vec<String>,
+    pub suites: Vec<String>,
 }
 
 /// One suite of `cargo xtask test`, planned before anything runs.
@@ -84,7 +84,39 @@ pub fn run(ctx: &Context, args: &TestArgs) -> Result<()> {
     if !failed.is_empty() {
         bail!("tests failed in {}", failed.join(", "));
     }
-    Ok(())
+    record_pass(ctx, args, &runners)
+}
+
+/// What `release` checks before it publishes anything: that every suite passed for exactly this commit.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+struct Pass {
+    commit: String,
+    passed: u64,
+    finished: String,
+}
+
+/// After a full run that passed on a committed tree, records it in `out/test/passed.json`.
+fn record_pass(ctx: &Context, args: &TestArgs, runners: &[Runner]) -> Result<()> {
+    let revision = ctx.revision()?;
+    if !args.suites.is_empty() || revision.dirty {
+        return Ok(());
+    }
+    let pass = Pass {
+        commit: revision.commit.clone(),
+        passed: runners.iter().map(|runner| runner.passed).sum(),
+        finished: jiff::Timestamp::now().to_string(),
+    };
+    let path = ctx.out.test_record();
+    std::fs::create_dir_all(path.parent().context("a record path without a folder")?)?;
+    std::fs::write(&path, serde_json::to_string_pretty(&pass)?).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Whether `cargo xtask test` passed in full for the commit checked out, with a clean tree.
+pub fn passed_for_this_commit(ctx: &Context) -> Result<bool> {
+    let revision = ctx.revision()?;
+    let recorded: Option<Pass> =
+        std::fs::read_to_string(ctx.out.test_record()).ok().and_then(|text| serde_json::from_str(&text).ok());
+    Ok(!revision.dirty && recorded.is_some_and(|pass| pass.commit == revision.commit))
 }
 
 /// What one test runner (a pytest suite, a cargo test binary, a build the tests need) reported.
