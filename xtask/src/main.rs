@@ -43,6 +43,8 @@ enum Command {
     /// Build the images again in a fresh clone (other time zone, umask, file times, no build cache) and compare the
     /// digests; or compare released images with this commit's build (--release).
     Reproduce(reproduce::ReproduceArgs),
+    /// Scan the released images' digests again with today's database and the project's policy (nightly on GitHub).
+    Rescan(rescan::RescanArgs),
     /// Verify an image's signature (and SBOM attestation) before deploying it; prints the digest it verified.
     Verify(verify::VerifyArgs),
     /// Measure the images against common baselines, side by side; writes docs/benchmarks.md.
@@ -78,6 +80,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sbom(args) => sbom::run(&ctx, &args),
         Command::Release(args) => release::run(&ctx, &args),
         Command::Reproduce(args) => reproduce::run(&ctx, &args),
+        Command::Rescan(args) => rescan::run(&ctx, &args),
         Command::Verify(args) => verify::run(&ctx, &args),
         Command::Bench(args) => bench::run(&ctx, &args),
     }

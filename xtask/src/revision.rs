@@ -41,7 +41,7 @@ impl Revision {
 }
 
 /// `vX.Y.Z`, three numbers and nothing else.
-fn is_version(tag: &str) -> bool {
+pub fn is_version(tag: &str) -> bool {
     let Some(numbers) = tag.strip_prefix('v') else { return false };
     let parts: Vec<&str> = numbers.split('.').collect();
     parts.len() == 3 && parts.iter().all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()))

@@ -133,9 +133,16 @@ pub fn parse(text: &str) -> Result<Report> {
     Ok(report)
 }
 
-/// Scans an image (an OCI layout folder or a `docker save` archive) into a JSON report: vulnerabilities and secrets, and every package, which
-/// proves what Trivy saw.
-pub fn scan(ctx: &Context, image: &Path, report: &Path, database: Database) -> Result<()> {
+/// Where Trivy reads an image.
+pub enum Target<'a> {
+    /// An OCI layout folder or a `docker save` archive.
+    Disk(&'a Path),
+    /// An image in its registry, e.g. pinned by digest (credentials from `docker login`).
+    Registry(&'a str),
+}
+
+/// Scans an image into a JSON report: vulnerabilities and secrets, and every package, which proves what Trivy saw.
+pub fn scan(ctx: &Context, image: &Target, report: &Path, database: Database) -> Result<()> {
     // Trivy's databases are bolt files that one process at a time may hold: scans of this process take turns.
     static SCANNING: Mutex<()> = Mutex::new(());
     let trivy = pinned_tools::ensure(ctx, Tool::Trivy)?;
@@ -145,9 +152,13 @@ pub fn scan(ctx: &Context, image: &Path, report: &Path, database: Database) -> R
     let _ = std::fs::remove_file(report);
     let sh = &ctx.sh;
     // The layer cache stays in memory: an image is scanned once per build.
+    let source: Vec<std::ffi::OsString> = match image {
+        Target::Disk(path) => vec!["--input".into(), path.into()],
+        Target::Registry(reference) => vec!["--image-src".into(), "remote".into(), reference.into()],
+    };
     cmd!(
         sh,
-        "{trivy} image --input {image} --scanners vuln,secret --list-all-pkgs --cache-backend memory
+        "{trivy} image {source...} --scanners vuln,secret --list-all-pkgs --cache-backend memory
          --no-progress --format json --output {report} {database_args...}"
     )
     .run()

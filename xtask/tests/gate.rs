@@ -56,7 +56,7 @@ fn build_fixture(ctx: &Context) -> Result<PathBuf> {
 fn fixture(archive: &std::path::Path) -> ImageSource<'_> {
     // The fixture holds one Debian package and Flask: Trivy must see both.
     ImageSource {
-        path: archive,
+        path: Some(archive),
         reference: FIXTURE_REFERENCE,
         expect: Expectations { os_packages: true, python_packages: true },
     }

@@ -153,6 +153,18 @@ pub fn referrers(reference: &Reference, digest: &str) -> Result<Vec<Referrer>> {
     Ok(referrers)
 }
 
+/// The tags of a repository (`HOST[:PORT]/NAMESPACE/NAME`); none when the repository does not exist.
+pub fn list_tags(repository: &str) -> Result<Vec<String>> {
+    let reference = Reference::parse(&format!("{repository}:_"))?;
+    let session = Session::new(&reference.registry)?;
+    let image = session.tagged(&reference.repository, "_");
+    match session.run(session.client.list_tags(&image, &session.auth, None, None)) {
+        Ok(response) => Ok(response.tags),
+        Err(error) if is_not_found(&error) => Ok(Vec::new()),
+        Err(error) => Err(session.explain(error, &format!("the tags of {repository}"))),
+    }
+}
+
 /// An image in a registry, pulled whole (manifest, config, layers): what `reproduce --release` compares with a build.
 pub fn fetch_image(reference: &Reference) -> Result<crate::image_diff::ImageBlobs> {
     let pulled = Pulled::manifest(reference)?;

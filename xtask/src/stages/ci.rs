@@ -128,7 +128,7 @@ pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
                     outcome.counts.iter().map(|(severity, count)| (severity.to_string(), *count)).collect();
                 result.gate = Some(outcome.passed);
                 let source = super::scan::ImageSource {
-                    path: &record.layout.dir,
+                    path: Some(&record.layout.dir),
                     reference: &record.reference,
                     expect: super::scan::expectations(image),
                 };

@@ -9,6 +9,7 @@ pub mod healthcheck;
 pub mod lock;
 pub mod release;
 pub mod reproduce;
+pub mod rescan;
 pub mod sbom;
 pub mod scan;
 pub mod test;

@@ -87,7 +87,8 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     // No release without every suite of this exact commit: a record of a full `cargo xtask test` pass, or a run now.
     if !super::test::passed_for_this_commit(ctx)? {
         eprintln!("xtask: no full `cargo xtask test` has passed for {} yet: running it first", revision.commit);
-        super::test::run(ctx, &super::test::TestArgs::default()).context("the test suites failed: nothing was released")?;
+        super::test::run(ctx, &super::test::TestArgs::default())
+            .context("the test suites failed: nothing was released")?;
     }
     // The whole ci, as CI runs it (every deliverable, whichever images are released): build, scan gate, SBOMs, tests.
     super::ci::main(ctx, &super::ci::CiArgs::default()).context("ci failed: nothing was released")?;

@@ -20,7 +20,8 @@ pub struct SbomArgs {
 pub fn run(ctx: &Context, args: &SbomArgs) -> Result<()> {
     for image in ctx.select(&args.images)? {
         let built = crate::built::Built::current(ctx, &image.name)?;
-        let source = ImageSource { path: &built.layout.dir, reference: &built.reference, expect: Default::default() };
+        let source =
+            ImageSource { path: Some(&built.layout.dir), reference: &built.reference, expect: Default::default() };
         let path = sbom_of(ctx, &image.name, &source)?;
         println!("{}", path.display());
     }
@@ -34,8 +35,11 @@ pub fn sbom_of(ctx: &Context, name: &str, image: &ImageSource) -> Result<PathBuf
     let output = ctx.out.sbom(name);
     std::fs::create_dir_all(ctx.out.scan_dir(name))?;
     let _ = std::fs::remove_file(&output);
-    let scheme = if image.path.is_dir() { "oci-dir" } else { "docker-archive" };
-    let source = format!("{scheme}:{}", image.path.display());
+    let source = match image.path {
+        Some(path) if path.is_dir() => format!("oci-dir:{}", path.display()),
+        Some(path) => format!("docker-archive:{}", path.display()),
+        None => format!("registry:{}", image.reference),
+    };
     let format = format!("cyclonedx-json={}", output.display());
     let sh = &ctx.sh;
     cmd!(sh, "{syft} scan --quiet {source} --output {format}")

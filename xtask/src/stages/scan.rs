@@ -69,7 +69,8 @@ pub fn run(ctx: &Context, args: &ScanArgs) -> Result<()> {
 /// scans that could not be made (no image, no Trivy, a corrupt report).
 pub fn scan_image(ctx: &Context, image: &Image, built: &Built) -> Result<ScanOutcome> {
     let policy = Policy::load(&ctx.root, &image.settings.scan).with_context(|| format!("image {}", image.name))?;
-    let source = ImageSource { path: &built.layout.dir, reference: &built.reference, expect: expectations(image) };
+    let source =
+        ImageSource { path: Some(&built.layout.dir), reference: &built.reference, expect: expectations(image) };
     scan_source(ctx, &image.name, &source, &policy, Database::from_env())
 }
 
@@ -81,10 +82,11 @@ pub fn expectations(image: &Image) -> Expectations {
     }
 }
 
-/// An image as the scanners read it: an OCI layout folder, or a `docker save` archive.
+/// An image as the scanners read it.
 pub struct ImageSource<'a> {
-    pub path: &'a Path,
-    /// What the image is called, for the output.
+    /// An OCI layout folder or a `docker save` archive; `None`: the image in its registry, `reference`.
+    pub path: Option<&'a Path>,
+    /// What the image is called: for the output, and for pulling it from its registry.
     pub reference: &'a str,
     /// What the image holds that Trivy must see.
     pub expect: Expectations,
@@ -104,7 +106,11 @@ pub fn scan_source(
     let sarif_path = ctx.out.trivy_sarif(name);
     std::fs::create_dir_all(ctx.out.scan_dir(name))?;
     eprintln!("xtask: trivy scanning {reference} ({})", database.describe());
-    trivy::scan(ctx, source.path, &report_path, database).with_context(|| format!("scanning {name} ({reference})"))?;
+    let target = match source.path {
+        Some(path) => trivy::Target::Disk(path),
+        None => trivy::Target::Registry(reference),
+    };
+    trivy::scan(ctx, &target, &report_path, database).with_context(|| format!("scanning {name} ({reference})"))?;
     let report = trivy::read(&report_path).with_context(|| format!("scanning {name}"))?;
     trivy::convert_to_sarif(ctx, &report_path, &sarif_path).with_context(|| format!("scanning {name}"))?;
 
