@@ -22,6 +22,10 @@ use crate::trivy_db::Database;
 pub struct ScanArgs {
     /// Images to scan (default: every image with `release = true`), as built by `cargo xtask build`.
     images: Vec<String>,
+    /// Scan with the Trivy database mirrored in this repository, HOST[:PORT]/PATH[:TAG] (tag `2` unless given);
+    /// wins over XTASK_TRIVY_DB_REPOSITORY.
+    #[arg(long, value_name = "REF")]
+    db_repository: Option<String>,
 }
 
 /// What the gate decided about one image.
@@ -46,9 +50,10 @@ pub struct ScanOutcome {
 
 /// `cargo xtask scan`: scans every selected image, prints each verdict, fails when any image fails.
 pub fn run(ctx: &Context, args: &ScanArgs) -> Result<()> {
+    let database = Database::select(args.db_repository.as_deref())?;
     let mut failed = Vec::new();
     for image in ctx.select(&args.images)? {
-        let outcome = scan_image(ctx, image, &Built::current(ctx, &image.name)?)?;
+        let outcome = scan_image_with(ctx, image, &Built::current(ctx, &image.name)?, database.clone())?;
         if !outcome.passed {
             failed.push(outcome.image);
         }
@@ -63,9 +68,14 @@ pub fn run(ctx: &Context, args: &ScanArgs) -> Result<()> {
 /// findings and the verdict. An image that fails the gate is an `Ok` outcome with `passed == false`; errors are for
 /// scans that could not be made (no image, no Trivy, a corrupt report).
 pub fn scan_image(ctx: &Context, image: &Image, built: &Built) -> Result<ScanOutcome> {
+    scan_image_with(ctx, image, built, Database::from_env()?)
+}
+
+/// [`scan_image`] with the database chosen by the caller (`--db-repository`).
+pub fn scan_image_with(ctx: &Context, image: &Image, built: &Built, database: Database) -> Result<ScanOutcome> {
     let policy = Policy::load(&ctx.root, &image.settings.scan).with_context(|| format!("image {}", image.name))?;
     let source = ImageSource { path: &built.layout.dir, reference: &built.reference };
-    scan_source(ctx, &image.name, &source, &policy, Database::from_env())
+    scan_source(ctx, &image.name, &source, &policy, database)
 }
 
 /// An image as the scanners read it: an OCI layout folder, or a `docker save` archive.
@@ -89,7 +99,7 @@ pub fn scan_source(
     let sarif_path = ctx.out.trivy_sarif(name);
     std::fs::create_dir_all(ctx.out.scan_dir(name))?;
     eprintln!("xtask: trivy scanning {reference} ({})", database.describe());
-    trivy::scan(ctx, source.path, &report_path, database).with_context(|| format!("scanning {name} ({reference})"))?;
+    trivy::scan(ctx, source.path, &report_path, &database).with_context(|| format!("scanning {name} ({reference})"))?;
     let report = trivy::read(&report_path).with_context(|| format!("scanning {name}"))?;
     trivy::convert_to_sarif(ctx, &report_path, &sarif_path).with_context(|| format!("scanning {name}"))?;
 
@@ -109,11 +119,11 @@ pub fn scan_source(
         sarif: sarif_path,
         duration: started.elapsed(),
     };
-    print_outcome(&outcome, database);
+    print_outcome(&outcome, &database);
     Ok(outcome)
 }
 
-fn print_outcome(outcome: &ScanOutcome, database: Database) {
+fn print_outcome(outcome: &ScanOutcome, database: &Database) {
     let counts: Vec<String> = Severity::ALL
         .iter()
         .rev()
