@@ -36,6 +36,8 @@ enum Command {
     Tools(tools::ToolsArgs),
     /// Scan built images with Trivy and gate them with scan-policy.toml.
     Scan(scan::ScanArgs),
+    /// Publish the offline Trivy database (built from advisories/) to a registry, for --db-repository.
+    MirrorDb(mirror_db::MirrorDbArgs),
     /// Write a CycloneDX SBOM of each built image with syft.
     Sbom(sbom::SbomArgs),
     /// Push the images by digest to a registry, sign them, attach their SBOMs, and verify all of it (runs ci first).
@@ -77,6 +79,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Test(args) => test::run(&ctx, &args),
         Command::Tools(args) => tools::run(&ctx, &args),
         Command::Scan(args) => scan::run(&ctx, &args),
+        Command::MirrorDb(args) => mirror_db::run(&ctx, &args),
         Command::Sbom(args) => sbom::run(&ctx, &args),
         Command::Release(args) => release::run(&ctx, &args),
         Command::Reproduce(args) => reproduce::run(&ctx, &args),

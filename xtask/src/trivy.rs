@@ -142,12 +142,13 @@ pub enum Target<'a> {
 }
 
 /// Scans an image into a JSON report: vulnerabilities and secrets, and every package, which proves what Trivy saw.
-pub fn scan(ctx: &Context, image: &Target, report: &Path, database: Database) -> Result<()> {
-    // Trivy's databases are bolt files that one process at a time may hold: scans of this process take turns.
+pub fn scan(ctx: &Context, image: &Target, report: &Path, database: &Database) -> Result<()> {
+    // Trivy's databases are bolt files that one process at a time may hold: scans of this process take turns, each
+    // with the database it prepared (another mirror's download would replace it).
     static SCANNING: Mutex<()> = Mutex::new(());
     let trivy = pinned_tools::ensure(ctx, Tool::Trivy)?;
-    let database_args = database.trivy_args(ctx)?;
     let _turn = SCANNING.lock().unwrap_or_else(|poison| poison.into_inner());
+    let database_args = database.trivy_args(ctx)?;
     // A stale report must never be read as this scan's answer.
     let _ = std::fs::remove_file(report);
     let sh = &ctx.sh;

@@ -25,6 +25,10 @@ pub struct CiArgs {
     /// Leave out the image integration tests (`cargo xtask test` runs them too).
     #[arg(long)]
     pub skip_tests: bool,
+    /// Scan with the Trivy database mirrored in this repository, HOST[:PORT]/PATH[:TAG] (tag `2` unless given);
+    /// wins over XTASK_TRIVY_DB_REPOSITORY.
+    #[arg(long, value_name = "REF")]
+    pub db_repository: Option<String>,
 }
 
 /// One step of the job.
@@ -96,6 +100,7 @@ pub struct ImageResult {
 /// Runs the whole job and returns the summary; an `Err` only when the job could not run at all.
 pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
     let deliverables = ctx.select(&[])?;
+    let database = crate::trivy_db::Database::select(args.db_repository.as_deref())?;
     let mut summary =
         Summary { revision: ctx.revision()?.tag.clone(), passed: true, steps: Vec::new(), images: Vec::new() };
     summary.images =
@@ -123,7 +128,7 @@ pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
             }
             Step::Scan => per_image(&mut summary, step, &deliverables, |image, result| {
                 let record = built.get(&image.name).context("not built")?;
-                let outcome = super::scan::scan_image(ctx, image, record)?;
+                let outcome = super::scan::scan_image_with(ctx, image, record, &database)?;
                 result.vulnerabilities =
                     outcome.counts.iter().map(|(severity, count)| (severity.to_string(), *count)).collect();
                 result.gate = Some(outcome.passed);

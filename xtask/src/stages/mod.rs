@@ -7,6 +7,7 @@ pub mod build;
 pub mod ci;
 pub mod healthcheck;
 pub mod lock;
+pub mod mirror_db;
 pub mod release;
 pub mod reproduce;
 pub mod rescan;

@@ -29,7 +29,7 @@ pub struct RescanArgs {
 
 pub fn run(ctx: &Context, args: &RescanArgs) -> Result<()> {
     let destination = super::release::Destination::parse(&args.registry)?;
-    let database = Database::from_env();
+    let database = Database::from_env()?;
     let mut failed = Vec::new();
     for image in ctx.select(&args.images)? {
         let repository = destination.repository(&image.name);
@@ -43,7 +43,7 @@ pub fn run(ctx: &Context, args: &RescanArgs) -> Result<()> {
             let pinned = format!("{repository}@{digest}");
             let source =
                 super::scan::ImageSource { path: None, reference: &pinned, expect: super::scan::expectations(image) };
-            let outcome = super::scan::scan_source(ctx, &image.name, &source, &policy, database)
+            let outcome = super::scan::scan_source(ctx, &image.name, &source, &policy, &database)
                 .with_context(|| format!("rescanning {pinned}"))?;
             let reports = ctx.out.dir().join("rescan").join(&image.name);
             std::fs::create_dir_all(&reports)?;

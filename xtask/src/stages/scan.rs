@@ -25,6 +25,10 @@ pub struct ScanArgs {
     /// Also fail on allow-list entries that excuse no finding any more.
     #[arg(long)]
     strict: bool,
+    /// Scan with the Trivy database mirrored in this repository, HOST[:PORT]/PATH[:TAG] (tag `2` unless given);
+    /// wins over XTASK_TRIVY_DB_REPOSITORY.
+    #[arg(long, value_name = "REF")]
+    db_repository: Option<String>,
 }
 
 /// What the gate decided about one image.
@@ -51,9 +55,10 @@ pub struct ScanOutcome {
 
 /// `cargo xtask scan`: scans every selected image, prints each verdict, fails when any image fails.
 pub fn run(ctx: &Context, args: &ScanArgs) -> Result<()> {
+    let database = Database::select(args.db_repository.as_deref())?;
     let mut failed = Vec::new();
     for image in ctx.select(&args.images)? {
-        let outcome = scan_image(ctx, image, &Built::current(ctx, &image.name)?)?;
+        let outcome = scan_image_with(ctx, image, &Built::current(ctx, &image.name)?, &database)?;
         if !outcome.passed || (args.strict && !outcome.stale.is_empty()) {
             failed.push(outcome.image);
         }
@@ -68,10 +73,15 @@ pub fn run(ctx: &Context, args: &ScanArgs) -> Result<()> {
 /// findings and the verdict. An image that fails the gate is an `Ok` outcome with `passed == false`; errors are for
 /// scans that could not be made (no image, no Trivy, a corrupt report).
 pub fn scan_image(ctx: &Context, image: &Image, built: &Built) -> Result<ScanOutcome> {
+    scan_image_with(ctx, image, built, &Database::from_env()?)
+}
+
+/// [`scan_image`] with the database chosen by the caller (`--db-repository`).
+pub fn scan_image_with(ctx: &Context, image: &Image, built: &Built, database: &Database) -> Result<ScanOutcome> {
     let policy = Policy::load(&ctx.root, &image.settings.scan).with_context(|| format!("image {}", image.name))?;
     let source =
         ImageSource { path: Some(&built.layout.dir), reference: &built.reference, expect: expectations(image) };
-    scan_source(ctx, &image.name, &source, &policy, Database::from_env())
+    scan_source(ctx, &image.name, &source, &policy, database)
 }
 
 /// What Trivy must see in an image, from its settings: its locked Debian packages, its virtual environment.
@@ -98,7 +108,7 @@ pub fn scan_source(
     name: &str,
     source: &ImageSource,
     policy: &Policy,
-    database: Database,
+    database: &Database,
 ) -> Result<ScanOutcome> {
     let reference = source.reference;
     let started = Instant::now();
@@ -135,7 +145,7 @@ pub fn scan_source(
     Ok(outcome)
 }
 
-fn print_outcome(outcome: &ScanOutcome, database: Database) {
+fn print_outcome(outcome: &ScanOutcome, database: &Database) {
     let counts: Vec<String> = Severity::ALL
         .iter()
         .rev()
