@@ -1,5 +1,10 @@
 #!/bin/sh
-# Turns an unpacked root filesystem (unpack-packages.sh) into the distroless one: assemble-rootfs.sh ROOT
+# Turns an unpacked root filesystem (unpack-packages.sh) into the distroless one:
+#   assemble-rootfs.sh ROOT BUILDROOT MULTIARCH
+#
+# ROOT is the image's root for its platform (MULTIARCH: x86_64-linux-gnu, aarch64-linux-gnu); BUILDROOT is the same
+# Python unpacked for the build machine, which compiles ROOT's standard library and checks its libraries: nothing
+# of ROOT runs, so an arm64 root is assembled on an amd64 builder without emulation.
 #
 # Runs in a Debian build stage (never in the final image, which has no shell). Files nothing at run time needs
 # (docs, man pages, translations, test suites, extra tools) are pruned; the package records stay. The standard
@@ -14,24 +19,26 @@ set -eu
 
 cd "$1"
 ROOTFS=$(pwd)
+BUILDROOT=$2
+multiarch=$3
 
 # Prune what no process of the image runs or reads.
 find usr/share/doc -mindepth 2 ! -name copyright -delete 2>/dev/null || true
 find usr/share/doc -mindepth 1 -type d -empty -delete 2>/dev/null || true
 rm -rf usr/share/man usr/share/info usr/share/lintian usr/share/locale usr/share/bug usr/share/gcc usr/share/gdb \
-    usr/lib/x86_64-linux-gnu/gconv usr/lib/systemd usr/lib/tmpfiles.d usr/lib/sysusers.d etc/init.d etc/logrotate.d \
+    usr/lib/$multiarch/gconv usr/lib/systemd usr/lib/tmpfiles.d usr/lib/sysusers.d etc/init.d etc/logrotate.d \
     usr/libexec usr/share/doc-base usr/share/lintian usr/share/debconf etc/default \
     usr/lib/python3.13/test usr/lib/python3.13/idlelib usr/lib/python3.13/tkinter usr/lib/python3.13/turtledemo \
     usr/lib/python3.13/ensurepip usr/lib/python3.13/lib2to3 usr/lib/python3.13/pydoc_data \
-    usr/lib/python3.13/venv usr/lib/python3.13/config-3.13-x86_64-linux-gnu usr/lib/python3.13/_pyrepl \
+    usr/lib/python3.13/venv usr/lib/python3.13/config-3.13-$multiarch usr/lib/python3.13/_pyrepl \
     usr/lib/python3.13/unittest usr/lib/python3.13/__phello__
 rm -f usr/lib/python3.13/lib-dynload/*_test*.so usr/lib/python3.13/lib-dynload/*xx*.so \
     usr/bin/pydoc3.13 usr/bin/pygettext3.13 usr/lib/python3.13/turtle.py \
     usr/lib/python3.13/pydoc.py usr/lib/python3.13/doctest.py usr/lib/python3.13/_pydecimal.py \
-    usr/lib/x86_64-linux-gnu/libmvec.so.1
+    usr/lib/$multiarch/libmvec.so.1
 # glibc's debugging preloads and compatibility libraries, and variants of libexpat and libcap no program
 # links (the closing check below fails the build should one ever be needed).
-libs=usr/lib/x86_64-linux-gnu
+libs=usr/lib/$multiarch
 rm -f $libs/libc_malloc_debug.so.* $libs/libmemusage.so $libs/libpcprofile.so $libs/libthread_db.so.* \
     $libs/libBrokenLocale.so.* $libs/libnsl.so.* $libs/libnss_compat.so.* $libs/libnss_hesiod.so.* \
     $libs/libexpatw.so.* $libs/libpsx.so.*
@@ -54,14 +61,28 @@ find usr/lib/python3.13 -depth -name __pycache__ -exec rm -rf {} + 2>/dev/null |
 # Optimization level 2 (as `python -OO`) leaves docstrings and asserts out of the bytecode; CPython's
 # own test suite runs at that level, so the standard library works without them.
 # Unchecked hash-based pycs carry no source time (the image never changes), and PYTHONHASHSEED=0 orders
-# sets the same way every build: the same sources give the same bytes.
-if [ -x usr/bin/python3.13 ]; then
-    env -i LANG=C.UTF-8 PYTHONHASHSEED=0 "$(command -v chroot)" "$ROOTFS" /usr/bin/python3.13 \
-        -m compileall -q -b -o 2 --invalidation-mode unchecked-hash /usr/lib/python3.13 >/dev/null
-    find usr/lib/python3.13 -name '*.py' -delete
+# sets the same way every build: the same sources give the same bytes. The build machine's Python (the same
+# locked version) compiles ROOT moved under BUILDROOT, recording /usr/lib/python3.13 as the sources' place.
+in_buildroot() {
+    env -i LANG=C.UTF-8 PYTHONHASHSEED=0 "$(command -v chroot)" "$BUILDROOT" "$@"
+}
+cd /
+mv "$ROOTFS" "$BUILDROOT/target"
+if [ -d "$BUILDROOT/target/usr/lib/python3.13" ]; then
+    in_buildroot /usr/bin/python3.13 -m compileall -q -b -o 2 --invalidation-mode unchecked-hash \
+        -d /usr/lib/python3.13 /target/usr/lib/python3.13 >/dev/null
+    find "$BUILDROOT/target/usr/lib/python3.13" -name '*.py' -delete
     # What the compiler's own imports cached in the usual place is a second copy.
-    find usr/lib/python3.13 -depth -name __pycache__ -exec rm -rf {} +
+    find "$BUILDROOT/target/usr/lib/python3.13" -depth -name __pycache__ -exec rm -rf {} +
 fi
+# Optional stdlib extension modules (curses, dbm, readline, ...) whose library is not in the package list are
+# dropped: importing them fails cleanly, as it does on a Python built without them. Any other binary that needs
+# a library outside the closure fails the build.
+cp /usr/local/lib/image-build/check-libraries.py "$BUILDROOT/check-libraries.py"
+in_buildroot /usr/bin/python3.13 /check-libraries.py /target "$multiarch"
+rm "$BUILDROOT/check-libraries.py"
+mv "$BUILDROOT/target" "$ROOTFS"
+cd "$ROOTFS"
 
 # The non-root user of distroless images, and a world-writable /tmp for read-only deployments that mount none.
 mkdir -p etc home/nonroot tmp var/tmp
@@ -89,31 +110,5 @@ if [ -d usr/share/ca-certificates ]; then
     rm -rf usr/share/ca-certificates
 fi
 
-missing_libraries() {
-    head -c 4 "$1" | grep -q 'ELF' || return 0
-    # The loader lists what it resolves; it fails outright when a dependency cannot be found.
-    if ! report=$(chroot "$ROOTFS" /lib64/ld-linux-x86-64.so.2 --list "/$1" 2>&1); then
-        echo "$report" | grep -v 'not a dynamic executable' || true
-        return 0
-    fi
-    echo "$report" | grep 'not found' || true
-}
-# Optional stdlib extension modules (curses, dbm, readline, ...) whose library is not in the package list
-# are dropped: importing them fails cleanly, as it does on a Python built without them.
-for module in usr/lib/python3.13/lib-dynload/*.so; do
-    if [ -n "$(missing_libraries "$module")" ]; then
-        echo "assemble-rootfs: dropping $module (its library is not in the package list)"
-        rm -f "$module"
-    fi
-done
-# Any other binary that needs a library outside the closure fails the build.
-missing=$(find usr -type f \( -name '*.so*' -o -perm -u+x \) -print | while read -r file; do
-    missing_libraries "$file" | sed "s|^|$file: |"
-done)
-if [ -n "$missing" ]; then
-    echo "assemble-rootfs: shared libraries missing from the package list:" >&2
-    echo "$missing" >&2
-    exit 1
-fi
 # No setuid/setgid file may ship.
 find . -xdev -perm /6000 -type f -exec chmod ug-s {} +

@@ -71,6 +71,11 @@ impl Context {
         Ok(crate::images::reference(image, &self.revision()?.tag))
     }
 
+    /// The engine's tag of one platform's image: [`Context::reference`], with `-arm64` appended for arm64.
+    pub fn platform_reference(&self, image: &str, platform: crate::platform::Platform) -> Result<String> {
+        Ok(format!("{}{}", self.reference(image)?, platform.tag_suffix()))
+    }
+
     /// The commit being built, read from git on first use.
     pub fn revision(&self) -> Result<&Revision> {
         if let Some(revision) = self.revision.get() {

@@ -2,10 +2,13 @@
 //!
 //! `DOCKER_HOST` and docker contexts are left to the CLI, so a remote engine works as a local one does.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use xshell::{cmd, Shell};
+
+use crate::context::Context;
 
 /// The engine that answered, and how this machine builds images for it.
 #[derive(Debug)]
@@ -116,9 +119,100 @@ fn published_host_of(docker_host: Option<&str>) -> String {
     if host.is_empty() { "127.0.0.1" } else { host }.to_owned()
 }
 
+/// One `docker build`: what `build` runs for each image, and `bench` for its baselines.
+pub struct DockerBuild<'a> {
+    pub dockerfile: &'a Path,
+    pub context_dir: &'a Path,
+    pub reference: &'a str,
+    pub build_args: &'a [(String, String)],
+    /// The platform to build for (`linux/arm64`); the engine's own when none.
+    pub platform: Option<&'a str>,
+    /// Hand the host's CA bundle in as the BuildKit secret `ca-bundle` (for Dockerfiles that reach PyPI; a secret is
+    /// mounted for the steps that ask for it and lands in no layer).
+    pub ca_bundle_secret: bool,
+    /// Scope of the layer cache kept between CI runs (XTASK_BUILDX_CACHE).
+    pub cache_scope: &'a str,
+}
+
+impl DockerBuild<'_> {
+    /// The CLI's arguments for this build with this builder: plain data, decided before anything runs.
+    fn arguments(
+        &self,
+        builder: &Builder,
+        buildx_cache: Option<&str>,
+        no_cache: bool,
+        ca_bundle: Option<&Path>,
+    ) -> Vec<String> {
+        let mut args: Vec<String> = Vec::new();
+        if let Builder::Buildx { .. } = builder {
+            args.extend(["buildx".into(), "build".into(), "--load".into()]);
+            // On GitHub Actions the layer cache lives in the Actions cache between runs (XTASK_BUILDX_CACHE=gha).
+            if let Some(backend) = buildx_cache {
+                let scope = self.cache_scope;
+                args.push(format!("--cache-from=type={backend},scope={scope}"));
+                args.push(format!("--cache-to=type={backend},scope={scope},mode=max"));
+            }
+        } else {
+            args.push("build".into());
+        }
+        args.extend(["--progress=plain".into(), "--file".into(), self.dockerfile.display().to_string()]);
+        args.extend(["--tag".into(), self.reference.to_owned()]);
+        if let Some(platform) = self.platform {
+            args.extend(["--platform".into(), platform.to_owned()]);
+        }
+        for (key, value) in self.build_args {
+            args.extend(["--build-arg".into(), format!("{key}={value}")]);
+        }
+        if no_cache {
+            args.push("--no-cache".into());
+        }
+        if let Some(bundle) = ca_bundle {
+            args.extend(["--secret".into(), format!("id=ca-bundle,src={}", bundle.display())]);
+        }
+        args.push(self.context_dir.display().to_string());
+        args
+    }
+}
+
+/// Builds with the chosen builder, streaming the output; a failure names the Dockerfile and the failing line.
+/// `XTASK_NO_CACHE=1` builds without the build cache (what `reproduce` asks for).
+pub fn docker_build(ctx: &Context, builder: &Builder, build: &DockerBuild) -> Result<()> {
+    let buildx_cache = std::env::var("XTASK_BUILDX_CACHE").ok();
+    let no_cache = std::env::var("XTASK_NO_CACHE").is_ok_and(|value| value == "1");
+    let ca_bundle = build.ca_bundle_secret.then(crate::process::host_ca_bundle).flatten();
+    let args = build.arguments(builder, buildx_cache.as_deref(), no_cache, ca_bundle.as_deref());
+    eprintln!("xtask: building {} ({})", build.reference, build.dockerfile.display());
+    let cli = builder.cli();
+    let sh = &ctx.sh;
+    let command = xshell::cmd!(sh, "{cli} {args...}").env("DOCKER_BUILDKIT", "1");
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let status = crate::process::stream(command, |line| {
+        eprint!("  | {line}");
+        if tail.len() == 40 {
+            tail.pop_front();
+        }
+        tail.push_back(line.trim_end().to_owned());
+    })
+    .with_context(|| format!("running `{} build`", cli.display()))?;
+    if !status.success() {
+        let failing = tail
+            .iter()
+            .rev()
+            .find(|line| {
+                line.contains("ERROR")
+                    || line.contains("failed to solve")
+                    || line.contains("did not complete successfully")
+            })
+            .cloned()
+            .unwrap_or_else(|| tail.back().cloned().unwrap_or_default());
+        bail!("the Dockerfile {} failed: {failing}\n  (full build output above)", build.dockerfile.display());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::published_host_of;
+    use super::*;
 
     #[test]
     fn published_ports_are_on_loopback_for_a_local_engine_and_on_the_remote_machine_otherwise() {
@@ -130,5 +224,30 @@ mod tests {
         assert_eq!(published_host_of(Some("ssh://ci@builder.example")), "builder.example");
         assert_eq!(published_host_of(Some("ssh://ci@builder.example:2222")), "builder.example");
         assert_eq!(published_host_of(Some("tcp://[fd00::5]:2376")), "[fd00::5]");
+    }
+
+    #[test]
+    fn the_build_command_is_planned_for_each_builder() {
+        let build = DockerBuild {
+            dockerfile: Path::new("images/app/Dockerfile"),
+            context_dir: Path::new("/work"),
+            reference: "r/app:1",
+            build_args: &[("DEBIAN_BASE".into(), "debian:trixie".into())],
+            platform: Some("linux/arm64"),
+            ca_bundle_secret: true,
+            cache_scope: "app",
+        };
+        let classic = build.arguments(&Builder::ClassicBuildKit { cli: "docker".into() }, Some("gha"), false, None);
+        assert_eq!(classic[0], "build");
+        assert!(!classic.iter().any(|arg| arg.starts_with("--cache")), "{classic:?}");
+        assert!(classic.windows(2).any(|pair| pair == ["--build-arg", "DEBIAN_BASE=debian:trixie"]));
+        assert_eq!(classic.last().map(String::as_str), Some("/work"));
+        let buildx =
+            build.arguments(&Builder::Buildx { cli: "docker".into() }, Some("gha"), true, Some(Path::new("/ca")));
+        assert_eq!(buildx[..3], ["buildx", "build", "--load"]);
+        assert!(buildx.contains(&"--cache-to=type=gha,scope=app,mode=max".to_owned()), "{buildx:?}");
+        assert!(buildx.contains(&"--no-cache".to_owned()) && !classic.contains(&"--no-cache".to_owned()));
+        assert!(buildx.windows(2).any(|pair| pair == ["--secret", "id=ca-bundle,src=/ca"]));
+        assert!(classic.windows(2).any(|pair| pair == ["--platform", "linux/arm64"]));
     }
 }

@@ -56,7 +56,7 @@ pub struct Settings {
     pub bench: Bench,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
     /// The endpoint that says the app is ready to serve (what healthchecks and tests wait for).

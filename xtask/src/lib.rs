@@ -16,12 +16,14 @@ pub mod stack;
 pub mod stamp;
 
 // What the build is made from and with.
+pub mod assemble;
 pub mod built;
 pub mod debian;
 pub mod debian_base;
 pub mod image_diff;
 pub mod oci;
 pub mod pinned_tools;
+pub mod platform;
 pub mod staging;
 pub mod static_launcher;
 pub mod wheels;

@@ -70,7 +70,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let ctx = Context::discover()?;
     match cli.command {
-        Command::Launcher => xtask::static_launcher::build(&ctx).map(|path| println!("{}", path.display())),
+        Command::Launcher => xtask::static_launcher::build(&ctx, xtask::platform::Platform::Amd64)
+            .map(|path| println!("{}", path.display())),
         Command::Bootstrap(args) => bootstrap::run(&ctx, &args),
         Command::Lock(args) => lock::run(&ctx, &args),
         Command::Build(args) => build::run(&ctx, &args),

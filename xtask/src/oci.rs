@@ -305,6 +305,20 @@ pub struct Platform {
     pub os: String,
 }
 
+/// The digest of what the `index.json` of an OCI image layout names: its image manifest, or its image index.
+pub fn layout_top_digest(layout: &Path) -> Result<String> {
+    let path = layout.join("index.json");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+    match index["manifests"].as_array().map(Vec::as_slice) {
+        Some([top]) => {
+            top["digest"].as_str().map(str::to_owned).with_context(|| format!("{} names no digest", path.display()))
+        }
+        _ => bail!("{} must name exactly one manifest", path.display()),
+    }
+}
+
 /// An OCI image layout being written: blobs go in as they are made, `index.json` last.
 pub struct LayoutWriter {
     dir: PathBuf,
@@ -323,7 +337,10 @@ impl LayoutWriter {
     pub fn blob(&self, media_type: &str, bytes: &[u8]) -> Result<Descriptor> {
         let digest = sha256(bytes);
         let path = self.dir.join("blobs").join("sha256").join(&digest["sha256:".len()..]);
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        // Content-addressed: a blob already there (linked from another layout) holds exactly these bytes.
+        if !path.exists() {
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        }
         Ok(Descriptor {
             media_type: media_type.to_owned(),
             digest,

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::platform::Platform;
+
 pub struct Out {
     dir: PathBuf,
 }
@@ -15,53 +17,65 @@ impl Out {
         &self.dir
     }
 
-    /// What `build` recorded about an image: `out/build/<image>.json`.
-    pub fn build_record(&self, image: &str) -> PathBuf {
-        self.dir.join("build").join(format!("{image}.json"))
+    /// What `build` recorded about an image for one platform: `out/build/<image>/<arch>.json`.
+    pub fn build_record(&self, image: &str, platform: Platform) -> PathBuf {
+        self.dir.join("build").join(image).join(format!("{}.json", platform.arch()))
     }
 
-    /// The build context staged for an image's Dockerfile: `out/context/<image>/`.
-    pub fn build_context(&self, image: &str) -> PathBuf {
-        self.dir.join("context").join(image)
+    /// The build context staged for an image's Dockerfile: `out/context/<image>/<arch>/`.
+    pub fn build_context(&self, image: &str, platform: Platform) -> PathBuf {
+        self.dir.join("context").join(image).join(platform.arch())
     }
 
-    /// The wheels of an image's locks, for its build context: `out/wheels/<image>/`.
-    pub fn wheels(&self, image: &str) -> PathBuf {
-        self.dir.join("wheels").join(image)
+    /// The wheels of an image's locks for one platform, for its build context: `out/wheels/<image>/<arch>/`.
+    pub fn wheels(&self, image: &str, platform: Platform) -> PathBuf {
+        self.dir.join("wheels").join(image).join(platform.arch())
     }
 
-    /// The image as an OCI image layout, written by `build` and read by every scanner and by `release`:
+    /// One platform's image as an OCI image layout, written by `build` and read by every scanner:
+    /// `out/images/<image>/<arch>/oci/`.
+    pub fn platform_layout(&self, image: &str, platform: Platform) -> PathBuf {
+        self.dir.join("images").join(image).join(platform.arch()).join("oci")
+    }
+
+    /// The image index of an image's platforms as an OCI image layout, which `release` pushes:
     /// `out/images/<image>/oci/`.
-    pub fn image_layout(&self, image: &str) -> PathBuf {
+    pub fn index_layout(&self, image: &str) -> PathBuf {
         self.dir.join("images").join(image).join("oci")
     }
 
-    /// The SLSA provenance `build` writes for an image: `out/images/<image>/provenance.json`.
-    pub fn provenance(&self, image: &str) -> PathBuf {
+    /// The SLSA provenance `build` writes for an image's platform: `out/images/<image>/<arch>/provenance.json`.
+    pub fn provenance(&self, image: &str, platform: Platform) -> PathBuf {
+        self.dir.join("images").join(image).join(platform.arch()).join("provenance.json")
+    }
+
+    /// The SLSA provenance `release` writes for an image index: `out/images/<image>/provenance.json`.
+    pub fn index_provenance(&self, image: &str) -> PathBuf {
         self.dir.join("images").join(image).join("provenance.json")
     }
 
-    /// The OpenVEX document `release` writes from an image's allow-list entries: `out/images/<image>/vex.json`.
-    pub fn vex(&self, image: &str) -> PathBuf {
-        self.dir.join("images").join(image).join("vex.json")
+    /// The OpenVEX document `release` writes from an image's allow-list entries for one platform's digest:
+    /// `out/images/<image>/<arch>/vex.json`.
+    pub fn vex(&self, image: &str, platform: Platform) -> PathBuf {
+        self.dir.join("images").join(image).join(platform.arch()).join("vex.json")
     }
 
-    /// The scan reports and SBOM of an image: `out/scan/<image>/`.
-    pub fn scan_dir(&self, image: &str) -> PathBuf {
-        self.dir.join("scan").join(image)
+    /// The scan reports and SBOM of an image, or of one platform's image (`<image>/<arch>`): `out/scan/<name>/`.
+    pub fn scan_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("scan").join(name)
     }
 
-    pub fn trivy_report(&self, image: &str) -> PathBuf {
-        self.scan_dir(image).join("trivy.json")
+    pub fn trivy_report(&self, name: &str) -> PathBuf {
+        self.scan_dir(name).join("trivy.json")
     }
 
-    pub fn trivy_sarif(&self, image: &str) -> PathBuf {
-        self.scan_dir(image).join("trivy.sarif")
+    pub fn trivy_sarif(&self, name: &str) -> PathBuf {
+        self.scan_dir(name).join("trivy.sarif")
     }
 
     /// The CycloneDX SBOM syft writes, and `release` attaches.
-    pub fn sbom(&self, image: &str) -> PathBuf {
-        self.scan_dir(image).join("sbom.cdx.json")
+    pub fn sbom(&self, name: &str) -> PathBuf {
+        self.scan_dir(name).join("sbom.cdx.json")
     }
 
     /// Trivy's cache directory, holding the database built from `advisories/`.

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::context::Context;
+use crate::platform::Platform;
 
 /// cosign's name of the predicate type.
 pub const COSIGN_TYPE: &str = "slsaprovenance1";
@@ -19,7 +20,7 @@ pub const BUILD_TYPE: &str = "https://slsa.dev/provenance/v1?buildType=distroles
 /// What went into one image.
 pub struct Inputs<'a> {
     pub image: &'a str,
-    pub platform: &'a str,
+    pub platform: Platform,
     /// The Debian base of the build stages and the image id the engine has for it.
     pub base: (&'a str, &'a str),
     /// Each locked package: its name, version, architecture and the content-addressed file it was unpacked from.
@@ -33,14 +34,9 @@ pub struct Inputs<'a> {
     pub finished: jiff::Timestamp,
 }
 
-/// Writes the provenance predicate of an image to `out/images/<image>/provenance.json`.
+/// Writes the provenance predicate of an image's platform to `out/images/<image>/<arch>/provenance.json`.
 pub fn write(ctx: &Context, inputs: &Inputs) -> Result<PathBuf> {
-    let revision = ctx.revision()?;
-    let repository = source_repository(ctx);
-    let mut dependencies = vec![json!({
-        "uri": format!("git+{repository}"),
-        "digest": { "gitCommit": revision.commit },
-    })];
+    let (source, mut dependencies) = source(ctx)?;
     let (base, base_id) = inputs.base;
     dependencies.push(json!({ "uri": format!("docker-image://{base}"), "digest": sha256_map(base_id) }));
     for (name, version, architecture, file) in &inputs.packages {
@@ -64,31 +60,77 @@ pub fn write(ctx: &Context, inputs: &Inputs) -> Result<PathBuf> {
         "name": "launcher",
         "digest": file_digest(inputs.launcher)?,
     }));
+    let external = json!({ "image": inputs.image, "platform": inputs.platform.docker(), "source": source });
+    let internal = json!({ "engine": inputs.engine, "sourceDateEpoch": ctx.revision()?.commit_time });
+    let predicate = predicate(external, internal, dependencies, (inputs.started, inputs.finished));
+    save(&ctx.out.provenance(inputs.image, inputs.platform), &predicate)
+}
+
+/// Writes the provenance of an image index to `out/images/<image>/provenance.json`: the same commit, and each
+/// platform's manifest as what the index was made of (`oci-manifest:linux/<arch>`).
+pub fn write_index(ctx: &Context, image: &str, platforms: &[(Platform, String)]) -> Result<PathBuf> {
+    let (source, mut dependencies) = source(ctx)?;
+    for (platform, digest) in platforms {
+        dependencies.push(json!({
+            "uri": format!("{PLATFORM_MANIFEST}{}", platform.docker()),
+            "digest": sha256_map(digest),
+        }));
+    }
+    let external = json!({
+        "image": image,
+        "platforms": platforms.iter().map(|(platform, _)| platform.docker()).collect::<Vec<_>>(),
+        "source": source,
+    });
+    let now = jiff::Timestamp::now();
+    let internal = json!({ "sourceDateEpoch": ctx.revision()?.commit_time });
+    let predicate = predicate(external, internal, dependencies, (now, now));
+    save(&ctx.out.index_provenance(image), &predicate)
+}
+
+/// The source parameter (repository and commit) and the commit as the first resolved dependency.
+fn source(ctx: &Context) -> Result<(Value, Vec<Value>)> {
+    let commit = &ctx.revision()?.commit;
+    let repository = source_repository(ctx);
+    let dependency = json!({ "uri": format!("git+{repository}"), "digest": { "gitCommit": commit } });
+    Ok((json!({ "repository": repository, "revision": commit }), vec![dependency]))
+}
+
+fn save(path: &Path, predicate: &Value) -> Result<PathBuf> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(predicate)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path.to_owned())
+}
+
+/// How an index's provenance names the manifest of each platform it holds.
+const PLATFORM_MANIFEST: &str = "oci-manifest:";
+
+/// The SLSA v1 predicate around what was built (`externalParameters`) from what (`resolvedDependencies`).
+fn predicate(
+    external: Value,
+    internal: Value,
+    dependencies: Vec<Value>,
+    (started, finished): (jiff::Timestamp, jiff::Timestamp),
+) -> Value {
     let (builder, invocation) = builder_and_invocation();
-    let predicate = json!({
+    json!({
         "buildDefinition": {
             "buildType": BUILD_TYPE,
-            "externalParameters": {
-                "image": inputs.image,
-                "platform": inputs.platform,
-                "source": { "repository": repository, "revision": revision.commit },
-            },
-            "internalParameters": { "engine": inputs.engine, "sourceDateEpoch": revision.commit_time },
+            "externalParameters": external,
+            "internalParameters": internal,
             "resolvedDependencies": dependencies,
         },
         "runDetails": {
             "builder": { "id": builder },
             "metadata": {
                 "invocationId": invocation,
-                "startedOn": inputs.started.to_string(),
-                "finishedOn": inputs.finished.to_string(),
+                "startedOn": started.to_string(),
+                "finishedOn": finished.to_string(),
             },
         },
-    });
-    let path = ctx.out.provenance(inputs.image);
-    std::fs::write(&path, serde_json::to_string_pretty(&predicate)?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    })
 }
 
 /// The repository the source comes from: GitHub's when on Actions, else `repository` of Cargo.toml's
@@ -132,6 +174,8 @@ pub struct Summary {
     pub repository: String,
     pub revision: String,
     pub builder: String,
+    /// For an image index: the manifest digest of each platform it was made of, by platform (`linux/arm64`).
+    pub platform_manifests: Vec<(String, String)>,
 }
 
 impl Summary {
@@ -161,6 +205,16 @@ impl Summary {
             repository: text("/predicate/buildDefinition/externalParameters/source/repository")?,
             revision: text("/predicate/buildDefinition/externalParameters/source/revision")?,
             builder: text("/predicate/runDetails/builder/id")?,
+            platform_manifests: statement
+                .pointer("/predicate/buildDefinition/resolvedDependencies")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|dependency| {
+                    let platform = dependency["uri"].as_str()?.strip_prefix(PLATFORM_MANIFEST)?;
+                    Some((platform.to_owned(), format!("sha256:{}", dependency["digest"]["sha256"].as_str()?)))
+                })
+                .collect(),
         })
     }
 }

@@ -150,7 +150,11 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
     };
     // One password per run for everything whose settings say `${password}`: none is written down.
     let password = random_hex(16)?;
-    let revision = reference.rsplit_once(':').map(|(_, tag)| tag).context("reference without a tag")?;
+    let tag = reference.rsplit_once(':').map(|(_, tag)| tag).context("reference without a tag")?;
+    // Companions run beside any platform's image at their one (amd64) build of the same revision.
+    let revision = crate::platform::Platform::ALL.iter().fold(tag, |tag, platform| {
+        tag.strip_suffix(platform.tag_suffix()).filter(|_| !platform.tag_suffix().is_empty()).unwrap_or(tag)
+    });
 
     let mut companions = Vec::new();
     let mut hosts = options.hosts.clone();

@@ -1,5 +1,6 @@
-//! The build context a Dockerfile sees, staged under `out/context/<image>/`: the workspace files it may copy, the
-//! static launcher, the locked Debian packages and the locked wheels, and nothing else.
+//! The build context a Dockerfile sees for one platform, staged under `out/context/<image>/<arch>/`: the workspace
+//! files it may copy, the static launcher, the locked Debian packages (the platform's, and the build machine's for
+//! the tools that assemble the image) and the locked wheels, and nothing else.
 //!
 //! Staging makes the context the same on every checkout: only files git knows (tracked, or new and not ignored),
 //! every mode 0644 or 0755 whatever the umask, every time the commit's time whatever the checkout's file times. The
@@ -12,20 +13,25 @@ use anyhow::{Context as _, Result};
 use xshell::cmd;
 
 use crate::context::Context;
+use crate::platform::Platform;
 
 /// What the staged context holds besides the workspace files.
 pub struct Inputs<'a> {
-    /// The static launcher, staged at `static_launcher::CONTEXT_PATH` (the Dockerfiles copy it from there).
+    pub platform: Platform,
+    /// The platform's static launcher, staged at `static_launcher::context_path` (the Dockerfiles copy it from
+    /// there).
     pub launcher: &'a Path,
-    /// Each locked `.deb` with the name it gets under `packages/`.
+    /// Each locked `.deb` of the platform with the name it gets under `packages/`.
     pub packages: Vec<(PathBuf, String)>,
+    /// Each locked `.deb` of the build machine, under `build-packages/`: the Python that assembles the image.
+    pub build_packages: Vec<(PathBuf, String)>,
     /// The folder of wheels staged as `wheels/`.
     pub wheels: &'a Path,
 }
 
-/// Stages the context of `image` and returns its folder.
+/// Stages the context of `image` for the inputs' platform and returns its folder.
 pub fn stage(ctx: &Context, image: &str, inputs: &Inputs) -> Result<PathBuf> {
-    let dir = ctx.out.build_context(image);
+    let dir = ctx.out.build_context(image, inputs.platform);
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(ctx.revision()?.commit_time);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -33,9 +39,13 @@ pub fn stage(ctx: &Context, image: &str, inputs: &Inputs) -> Result<PathBuf> {
     for relative in workspace_files(ctx)? {
         place(&ctx.root.join(&relative), &dir.join(&relative), epoch)?;
     }
-    place(inputs.launcher, &dir.join(crate::static_launcher::CONTEXT_PATH), epoch)?;
-    for (source, name) in &inputs.packages {
-        place(source, &dir.join("packages").join(name), epoch)?;
+    place(inputs.launcher, &dir.join(crate::static_launcher::context_path(inputs.platform)), epoch)?;
+    for (folder, packages) in [("packages", &inputs.packages), ("build-packages", &inputs.build_packages)] {
+        // Every Dockerfile copies both folders, so both exist even when empty.
+        std::fs::create_dir_all(dir.join(folder))?;
+        for (source, name) in packages {
+            place(source, &dir.join(folder).join(name), epoch)?;
+        }
     }
     for entry in std::fs::read_dir(inputs.wheels).with_context(|| format!("reading {}", inputs.wheels.display()))? {
         let source = entry?.path();

@@ -6,18 +6,25 @@ use anyhow::{Context as _, Result};
 use xshell::cmd;
 
 use crate::context::Context;
+use crate::platform::Platform;
 
-pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const CARGO_AUDITABLE_VERSION: &str = "0.7.7";
 
-/// Where the Dockerfiles copy the launcher from, relative to the build context.
-pub const CONTEXT_PATH: &str = "target/x86_64-unknown-linux-musl/launcher/launcher";
+/// Where the Dockerfiles copy the launcher of a platform from, relative to the build context
+/// (`launcher/${TARGETARCH}/launcher`).
+pub fn context_path(platform: Platform) -> String {
+    format!("launcher/{}/launcher", platform.arch())
+}
 
 /// Builds `launcher` for musl with cargo-auditable, so that scanners can list its crates, and returns the path of
 /// the binary. The binary is the same wherever the checkout, the cargo home and the target folder are: their paths
 /// are remapped to fixed ones (rustc writes source paths into panic locations), and rust-toolchain.toml pins rustc.
-pub fn build(ctx: &Context) -> Result<PathBuf> {
-    ensure_musl_target(ctx)?;
+///
+/// Cross builds (arm64 on amd64) link with the toolchain's own rust-lld: musl's C runtime ships with the Rust
+/// target, so no cross C toolchain is needed.
+pub fn build(ctx: &Context, platform: Platform) -> Result<PathBuf> {
+    let target = platform.rust_target();
+    ensure_target(ctx, target)?;
     let cargo_auditable = ensure_cargo_auditable(ctx)?;
     let sh = &ctx.sh;
     // cargo runs cargo-auditable, its rustc wrapper, from PATH.
@@ -38,31 +45,32 @@ pub fn build(ctx: &Context) -> Result<PathBuf> {
     // path: cargo hashes the wrapper's path into the symbols of the workspace's crates, so a wrapper installed in
     // another checkout would lay the binary out differently. The arguments are the ones `cargo auditable` hands on.
     let auditable_arguments = r#"{"offline":false,"locked":true,"frozen":false,"config":[]}"#;
-    cmd!(sh, "cargo build --quiet --locked --package launcher --profile launcher --target {MUSL_TARGET}")
+    let target_variable = target.to_uppercase().replace('-', "_");
+    let mut build = cmd!(sh, "cargo build --quiet --locked --package launcher --profile launcher --target {target}")
         .env("PATH", path)
         .env("RUSTC_WORKSPACE_WRAPPER", "cargo-auditable")
         .env("CARGO_AUDITABLE_ORIG_ARGS", auditable_arguments)
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS", remaps)
-        .run()
-        .context(
-            "building the static launcher (cargo build with cargo-auditable, --target x86_64-unknown-linux-musl)",
-        )?;
-    let binary = target_dir.join(MUSL_TARGET).join("launcher").join("launcher");
+        .env(format!("CARGO_TARGET_{target_variable}_RUSTFLAGS"), remaps);
+    if platform != Platform::Amd64 {
+        build = build.env(format!("CARGO_TARGET_{target_variable}_LINKER"), "rust-lld");
+    }
+    build.run().with_context(|| {
+        format!("building the static launcher for {platform} (cargo build with cargo-auditable, --target {target})")
+    })?;
+    let binary = target_dir.join(target).join("launcher").join("launcher");
     anyhow::ensure!(binary.is_file(), "cargo built the launcher but {} is missing", binary.display());
     Ok(binary)
 }
 
-fn ensure_musl_target(ctx: &Context) -> Result<()> {
+fn ensure_target(ctx: &Context, target: &str) -> Result<()> {
     let sh = &ctx.sh;
     let installed = cmd!(sh, "rustup target list --installed")
         .quiet()
         .read()
         .context("listing rustup targets: is rustup installed? (https://rustup.rs)")?;
-    if !installed.lines().any(|line| line.trim() == MUSL_TARGET) {
-        eprintln!("xtask: installing the rustup target {MUSL_TARGET}");
-        cmd!(sh, "rustup target add {MUSL_TARGET}")
-            .run()
-            .with_context(|| format!("`rustup target add {MUSL_TARGET}` failed"))?;
+    if !installed.lines().any(|line| line.trim() == target) {
+        eprintln!("xtask: installing the rustup target {target}");
+        cmd!(sh, "rustup target add {target}").run().with_context(|| format!("`rustup target add {target}` failed"))?;
     }
     Ok(())
 }

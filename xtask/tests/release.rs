@@ -17,9 +17,10 @@ use common::layout::{self, Layout};
 use common::registry::{LocalRegistry, LOGIN_PASSWORD, LOGIN_USER};
 use common::require;
 use xtask::cosign::{self, Secret, Tlog};
+use xtask::platform::Platform;
 use xtask::registry::{push_layout, referrers, resolve_digest, Reference};
 use xtask::signing::{KeySource, Signer, SigningArgs, Verifier};
-use xtask::stages::release::{self, publish, Destination, Published, ReleaseArgs, Signing};
+use xtask::stages::release::{self, publish, Destination, PlatformImage, Published, ReleaseArgs, Signing};
 use xtask::stages::verify::RequireArgs;
 
 /// A unique, unguessable-enough string: secrets the tests later look for must not occur anywhere by chance.
@@ -61,7 +62,7 @@ impl Bench {
         std::fs::create_dir_all(sbom.parent().unwrap()).unwrap();
         std::fs::write(&sbom, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[]}"#).unwrap();
         let commit = bench.commit_id();
-        bench.write_provenance(&bench.ctx.out.provenance(&bench.name), &commit);
+        bench.write_provenance(&bench.ctx.out.provenance(&bench.name, Platform::Amd64), &commit);
         Some(bench)
     }
 
@@ -126,7 +127,17 @@ impl Bench {
     }
 
     fn publish(&self, layout: &Layout, signing: &Signing) -> Result<Published> {
-        publish(&self.ctx, &self.name, &layout.dir, &self.destination(), signing)
+        publish(&self.ctx, &self.name, &[self.platform_image(layout, Platform::Amd64)], &self.destination(), signing)
+    }
+
+    /// A layout with this test's SBOM and the provenance of `platform` (written for amd64 by `new`).
+    fn platform_image(&self, layout: &Layout, platform: Platform) -> PlatformImage {
+        PlatformImage {
+            platform,
+            layout: layout.dir.clone(),
+            sbom: self.ctx.out.sbom(&self.name),
+            provenance: self.ctx.out.provenance(&self.name, platform),
+        }
     }
 
     /// Pushes a layout under the revision tag, as `release` would but without signing.
@@ -325,7 +336,12 @@ fn release_refuses_a_dirty_tree_before_anything_else() {
         ctx.read("git", args).unwrap();
     }
     std::fs::write(folder.path().join("uncommitted.txt"), "work in progress").unwrap();
-    let args = ReleaseArgs { registry: "127.0.0.1:1/team".into(), signing: SigningArgs::default(), images: Vec::new() };
+    let args = ReleaseArgs {
+        registry: "127.0.0.1:1/team".into(),
+        signing: SigningArgs::default(),
+        images: Vec::new(),
+        platforms: Vec::new(),
+    };
     let error = release::run(&ctx, &args).unwrap_err().to_string();
     assert!(error.contains("uncommitted changes") && error.contains("-dirty"), "{error}");
 }
@@ -397,8 +413,17 @@ fn an_unreachable_registry_is_named() {
     let layout = bench.layout("content");
     let address = format!("127.0.0.1:{}", closed_port());
     let nowhere = Destination::parse(&format!("{address}/team")).unwrap();
-    let error =
-        format!("{:#}", publish(&bench.ctx, &bench.name, &layout.dir, &nowhere, &bench.key_signing()).unwrap_err());
+    let error = format!(
+        "{:#}",
+        publish(
+            &bench.ctx,
+            &bench.name,
+            &[bench.platform_image(&layout, Platform::Amd64)],
+            &nowhere,
+            &bench.key_signing()
+        )
+        .unwrap_err()
+    );
     assert!(
         error.contains(&format!("registry {address} is unreachable")) && error.contains("check that it is running"),
         "{error}"
@@ -508,8 +533,14 @@ fn leak_probe() {
         cosign: setting("PROBE_COSIGN").into(),
     };
     let destination = Destination::parse(&setting("PROBE_DESTINATION")).unwrap();
-    let layout = PathBuf::from(setting("PROBE_LAYOUT"));
-    let published = publish(&ctx, &setting("PROBE_IMAGE"), &layout, &destination, &signing).unwrap();
+    let image = setting("PROBE_IMAGE");
+    let platform = PlatformImage {
+        platform: Platform::Amd64,
+        layout: PathBuf::from(setting("PROBE_LAYOUT")),
+        sbom: ctx.out.sbom(&image),
+        provenance: ctx.out.provenance(&image, Platform::Amd64),
+    };
+    let published = publish(&ctx, &image, &[platform], &destination, &signing).unwrap();
     let verified = xtask::stages::verify::image(
         &signing.cosign,
         &Reference::parse(&published.pinned).unwrap(),
@@ -606,7 +637,7 @@ fn verify_refuses_a_provenance_that_names_another_commit() {
     let Some(bench) = Bench::new("othercommit") else { return };
     let elsewhere = bench.folder.path().join("other-provenance.json");
     bench.write_provenance(&elsewhere, &"0".repeat(40));
-    std::fs::copy(&elsewhere, bench.ctx.out.provenance(&bench.name)).unwrap();
+    std::fs::copy(&elsewhere, bench.ctx.out.provenance(&bench.name, Platform::Amd64)).unwrap();
     let error = format!("{:#}", bench.publish(&bench.layout("mislabelled"), &bench.key_signing()).unwrap_err());
     assert!(error.contains(&format!("names commit {}", "0".repeat(40))), "{error}");
     assert!(error.contains(&format!("built from {}", bench.commit_id())), "{error}");
@@ -624,7 +655,7 @@ fn verify_refuses_a_provenance_signed_with_another_key_and_a_vex_for_another_ima
     signer.attest(&bench.cosign, &pinned, "cyclonedx", &bench.ctx.out.sbom(&bench.name), Tlog::Offline).unwrap();
     let other = generate_key_pair(&bench.cosign, &bench.folder.path().join("other"), "other password");
     let intruder = Signer::Key { key: KeySource::File(other.private.clone()), password: Secret::new(&other.password) };
-    let provenance = bench.ctx.out.provenance(&bench.name);
+    let provenance = bench.ctx.out.provenance(&bench.name, Platform::Amd64);
     intruder.attest(&bench.cosign, &pinned, "slsaprovenance1", &provenance, Tlog::Offline).unwrap();
     let error = format!("{:#}", bench.verify(&pinned, &bench.keys.public).unwrap_err());
     assert!(error.contains("provenance attestation does not verify"), "{error}");
@@ -650,4 +681,77 @@ fn verify_refuses_a_provenance_signed_with_another_key_and_a_vex_for_another_ima
         .unwrap();
     let error = format!("{:#}", fresh.verify(&published.pinned, &fresh.keys.public).unwrap_err());
     assert!(error.contains("VEX") && error.contains("not for this image"), "{error}");
+}
+
+#[test]
+fn two_platforms_are_released_as_a_signed_index_and_verify_checks_the_platform_it_resolves() {
+    let Some(bench) = Bench::new("twoplatforms") else { return };
+    let commit = bench.commit_id();
+    bench.write_provenance(&bench.ctx.out.provenance(&bench.name, Platform::Arm64), &commit);
+    let dir = |arch: &str| bench.folder.path().join(unique(arch));
+    let amd64 = layout::built_for(&dir("amd64"), &format!("amd64 {}", bench.name), Some(&commit), "amd64");
+    let arm64 = layout::built_for(&dir("arm64"), &format!("arm64 {}", bench.name), Some(&commit), "arm64");
+    let platforms = [bench.platform_image(&amd64, Platform::Amd64), bench.platform_image(&arm64, Platform::Arm64)];
+    let published = publish(&bench.ctx, &bench.name, &platforms, &bench.destination(), &bench.key_signing()).unwrap();
+
+    // The tag names the index; each platform is the very manifest written here, signed and attested on its own.
+    assert_eq!(resolve(&bench.tag()), published.digest);
+    assert_eq!(published.platforms, [(Platform::Amd64, amd64.digest.clone()), (Platform::Arm64, arm64.digest.clone())]);
+    let verifier = Verifier::Key(bench.keys.public.clone());
+    let check = |require: &RequireArgs| {
+        xtask::stages::verify::image(
+            &bench.cosign,
+            &Reference::parse(&bench.tag()).unwrap(),
+            &verifier,
+            Tlog::Offline,
+            require,
+        )
+    };
+    let default = check(&RequireArgs::default()).unwrap();
+    assert_eq!(default.digest, published.digest);
+    assert_eq!(default.provenance.as_ref().unwrap().platform_manifests.len(), 2);
+    let checked: Vec<&str> = default.platforms.iter().map(|(platform, _)| platform.as_str()).collect();
+    assert_eq!(checked, ["linux/amd64"]);
+    let arm = check(&RequireArgs { platform: Some(Platform::Arm64), ..RequireArgs::default() }).unwrap();
+    assert_eq!(arm.platforms[0].1.digest, arm64.digest);
+    assert!(arm.platforms[0].1.sbom && arm.platforms[0].1.provenance.is_some());
+    let all = check(&RequireArgs { all_platforms: true, ..RequireArgs::default() }).unwrap();
+    assert_eq!(all.platforms.len(), 2);
+    // cosign itself, on each platform's digest.
+    for (_, digest) in &published.platforms {
+        let pinned = format!("{}@{digest}", bench.repository());
+        assert_eq!(&verifier.verify_signature(&bench.cosign, &pinned, Tlog::Offline).unwrap(), digest);
+    }
+
+    // An index, signed with its provenance, whose arm64 image was never signed: the default platform passes,
+    // the arm64 one and --all-platforms do not.
+    let unsigned = layout::built_for(&dir("unsigned"), &format!("unsigned {}", bench.name), Some(&commit), "arm64");
+    let repository = bench.repository();
+    push_layout(&unsigned.dir, &repository, &[]).unwrap();
+    let index_dir = dir("index");
+    let parts = [(Platform::Amd64, amd64.dir.as_path()), (Platform::Arm64, unsigned.dir.as_path())];
+    xtask::assemble::write_index(&bench.ctx, &index_dir, &parts).unwrap();
+    let index = push_layout(&index_dir, &repository, &["unsigned".to_owned()]).unwrap();
+    let pinned = format!("{repository}@{index}");
+    let provenance = xtask::provenance::write_index(
+        &bench.ctx,
+        &bench.name,
+        &[(Platform::Amd64, amd64.digest.clone()), (Platform::Arm64, unsigned.digest.clone())],
+    )
+    .unwrap();
+    let signer = bench.signer(&bench.keys.password);
+    signer.sign(&bench.cosign, &pinned, Tlog::Offline).unwrap();
+    signer.attest(&bench.cosign, &pinned, "slsaprovenance1", &provenance, Tlog::Offline).unwrap();
+    let check_unsigned = |require: RequireArgs| {
+        let reference = Reference::parse(&format!("{repository}:unsigned")).unwrap();
+        xtask::stages::verify::image(&bench.cosign, &reference, &verifier, Tlog::Offline, &require)
+    };
+    check_unsigned(RequireArgs::default()).unwrap();
+    for require in [
+        RequireArgs { platform: Some(Platform::Arm64), ..RequireArgs::default() },
+        RequireArgs { all_platforms: true, ..RequireArgs::default() },
+    ] {
+        let error = format!("{:#}", check_unsigned(require).unwrap_err());
+        assert!(error.contains("the linux/arm64 image of") && error.contains(&unsigned.digest), "{error}");
+    }
 }

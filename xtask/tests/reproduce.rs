@@ -6,6 +6,7 @@ mod common;
 
 use xtask::built::Built;
 use xtask::context::Context;
+use xtask::platform::{Platform, PlatformArgs};
 use xtask::registry;
 use xtask::stages::reproduce::{self, ReproduceArgs};
 
@@ -25,7 +26,8 @@ fn committed_workspace() -> Option<Context> {
 #[test]
 fn a_fresh_clone_under_another_time_zone_and_umask_builds_the_same_digests() {
     let Some(ctx) = committed_workspace() else { return };
-    let args = ReproduceArgs { images: Vec::new(), release: Vec::new() };
+    // Every platform under CI: the image indexes must match too.
+    let args = ReproduceArgs { images: Vec::new(), release: Vec::new(), platforms: PlatformArgs::default() };
     reproduce::run(&ctx, &args).expect("both images reproduce");
 }
 
@@ -34,18 +36,27 @@ fn a_pushed_image_is_checked_against_the_commit_and_a_different_one_is_named() {
     let Some(ctx) = committed_workspace() else { return };
     let Some(local) = require("a registry binary", LocalRegistry::start(&ctx)) else { return };
     let names: Vec<String> = ctx.select(&[]).unwrap().iter().map(|image| image.name.clone()).collect();
-    xtask::stages::build::build_all(&ctx, &ctx.select(&[]).unwrap()).expect("the images build");
+    let platforms = Platform::defaults();
+    xtask::stages::build::build_all(&ctx, &ctx.select(&[]).unwrap(), &platforms).expect("the images build");
     let (ours, other) = (Built::current(&ctx, &names[0]).unwrap(), Built::current(&ctx, &names[1]).unwrap());
 
     let repository = format!("{}/team/{}", local.address, ours.image);
     let digest = registry::push_layout(&ours.layout.dir, &repository, &["released".to_owned()]).unwrap();
     assert_eq!(digest, ours.layout.digest, "the registry holds exactly the digest computed locally");
-    let matching = ReproduceArgs { images: Vec::new(), release: vec![format!("{repository}@{digest}")] };
-    reproduce::run(&ctx, &matching).expect("the release is this commit's build");
+    let release = |reference: String| ReproduceArgs {
+        images: Vec::new(),
+        release: vec![reference],
+        platforms: PlatformArgs::default(),
+    };
+    reproduce::run(&ctx, &release(format!("{repository}@{digest}"))).expect("the release is this commit's build");
+    if platforms.len() > 1 {
+        // The image index of every platform, as `release` pushes it.
+        let index = registry::push_layout(&ctx.out.index_layout(&ours.image), &repository, &["index".to_owned()]);
+        reproduce::run(&ctx, &release(format!("{repository}@{}", index.unwrap()))).expect("the index is this commit's");
+    }
 
     // Another image under the same name: the comparison fails and says where.
     registry::push_layout(&other.layout.dir, &repository, &["impostor".to_owned()]).unwrap();
-    let impostor = ReproduceArgs { images: Vec::new(), release: vec![format!("{repository}:impostor")] };
-    let error = format!("{:#}", reproduce::run(&ctx, &impostor).unwrap_err());
+    let error = format!("{:#}", reproduce::run(&ctx, &release(format!("{repository}:impostor"))).unwrap_err());
     assert!(error.contains("differ") && error.contains("layer"), "{error}");
 }

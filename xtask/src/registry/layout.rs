@@ -16,7 +16,8 @@ use super::{Reference, Session};
 /// Pushes the OCI image layout at `layout` (`oci-layout`, `index.json` with one descriptor, `blobs/sha256/`) to
 /// `repository` (`HOST[:PORT]/NAMESPACE/NAME`) exactly as its bytes are: every blob the registry lacks, then the
 /// child manifests of an image index by digest, then the image manifest or index that index.json names by each
-/// tag. Returns that manifest's digest, after checking that the registry stores it under the same digest.
+/// tag (by its digest alone when there is no tag). Returns that manifest's digest, after checking that the registry
+/// stores it under the same digest.
 pub fn push_layout(layout: &Path, repository: &str, tags: &[String]) -> Result<String> {
     let target = push_target(repository, tags)?;
     let plan = Plan::read(layout)?;
@@ -55,6 +56,9 @@ pub fn push_layout(layout: &Path, repository: &str, tags: &[String]) -> Result<S
     for tag in tags {
         session.put_manifest(&session.tagged(&target.repository, tag), top, repository)?;
     }
+    if tags.is_empty() {
+        session.put_manifest(&session.pinned(&target.repository, &top.digest), top, repository)?;
+    }
     // What a pull by each tag now gets: the same bytes, under the same digest.
     for tag in tags {
         let image = session.tagged(&target.repository, tag);
@@ -75,7 +79,8 @@ pub fn push_layout(layout: &Path, repository: &str, tags: &[String]) -> Result<S
 
 /// The repository of a push, checked together with its tags.
 fn push_target(repository: &str, tags: &[String]) -> Result<Reference> {
-    let Some(first) = tags.first() else { bail!("pushing to {repository}: no tag given") };
+    // A valid tag stands in for none: only the repository is parsed.
+    let first = tags.first().map_or("latest", String::as_str);
     for tag in tags {
         let valid = tag.len() <= 128
             && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
@@ -263,9 +268,10 @@ mod tests {
         let tags = |tags: &[&str]| tags.iter().map(|tag| tag.to_string()).collect::<Vec<_>>();
         let target = push_target("127.0.0.1:5000/team/app", &tags(&["0123456789ab", "v1.2.3"])).unwrap();
         assert_eq!((target.registry.as_str(), target.repository.as_str()), ("127.0.0.1:5000", "team/app"));
+        // Without a tag, by digest alone.
+        assert_eq!(push_target("127.0.0.1:5000/team/app", &[]).unwrap().repository, "team/app");
         for (repository, given, complaint) in [
-            ("127.0.0.1:5000/team/app", &[][..], "no tag given"),
-            ("127.0.0.1:5000/team/app", &["-bad"], "not a valid tag"),
+            ("127.0.0.1:5000/team/app", &["-bad"][..], "not a valid tag"),
             ("127.0.0.1:5000/team/app", &["a/b"], "not a valid tag"),
             ("127.0.0.1:5000/team/app:1", &["2"], "not a repository"),
             ("team/app", &["1"], "registry host"),

@@ -182,6 +182,76 @@ pub fn fetch_config(reference: &Reference) -> Result<serde_json::Value> {
     serde_json::from_slice(&config).with_context(|| format!("the configuration of {} is not JSON", pulled.what))
 }
 
+/// The platform manifests of an image index, as `(linux/arm64, digest)`; `None` when the digest is an image manifest.
+pub fn platform_manifests(reference: &Reference, digest: &str) -> Result<Option<Vec<(String, String)>>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Document {
+        media_type: Option<String>,
+        #[serde(default)]
+        manifests: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        digest: String,
+        platform: Option<EntryPlatform>,
+    }
+    #[derive(Deserialize)]
+    struct EntryPlatform {
+        os: String,
+        architecture: String,
+    }
+    let session = Session::new(&reference.registry)?;
+    let what = reference.pinned(digest);
+    let accepted = [OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE];
+    let (bytes, _) = session
+        .run(session.client.pull_manifest_raw(&session.pinned(&reference.repository, digest), &session.auth, &accepted))
+        .map_err(|error| session.explain(error, &what))?;
+    let document: Document = serde_json::from_slice(&bytes).with_context(|| format!("{what} is not a manifest"))?;
+    if document.media_type.as_deref() != Some(OCI_IMAGE_INDEX_MEDIA_TYPE) && document.manifests.is_empty() {
+        return Ok(None);
+    }
+    document
+        .manifests
+        .into_iter()
+        .map(|entry| {
+            let platform = entry
+                .platform
+                .with_context(|| format!("the index {what} lists {} without a platform", entry.digest))?;
+            Ok((format!("{}/{}", platform.os, platform.architecture), entry.digest))
+        })
+        .collect::<Result<_>>()
+        .map(Some)
+}
+
+/// What a reference stands for: its digest, and the image of each platform (the image itself, or each one of an
+/// image index).
+#[derive(Debug)]
+pub struct Released {
+    pub digest: String,
+    pub index: bool,
+    pub platforms: Vec<(crate::platform::Platform, String)>,
+}
+
+/// Resolves a reference to what it stands for, each platform's image digest included.
+pub fn resolve_platforms(reference: &Reference) -> Result<Released> {
+    let digest = resolve_digest(reference)?;
+    match platform_manifests(reference, &digest)? {
+        Some(manifests) => {
+            let platforms = manifests
+                .into_iter()
+                .map(|(platform, digest)| Ok((platform.parse()?, digest)))
+                .collect::<Result<_>>()?;
+            Ok(Released { digest, index: true, platforms })
+        }
+        None => {
+            let config = fetch_config(&Reference::parse(&reference.pinned(&digest))?)?;
+            let architecture = config["architecture"].as_str().unwrap_or("amd64");
+            Ok(Released { platforms: vec![(architecture.parse()?, digest.clone())], digest, index: false })
+        }
+    }
+}
+
 /// An image manifest pulled by digest, and the session to pull its blobs with.
 struct Pulled {
     session: Session,

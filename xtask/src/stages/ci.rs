@@ -16,6 +16,7 @@ use xshell::cmd;
 use crate::built::Built;
 use crate::context::Context;
 use crate::images::Image;
+use crate::platform::{Platform, PlatformArgs};
 
 #[derive(clap::Args, Default)]
 pub struct CiArgs {
@@ -29,6 +30,8 @@ pub struct CiArgs {
     /// wins over XTASK_TRIVY_DB_REPOSITORY.
     #[arg(long, value_name = "REF")]
     pub db_repository: Option<String>,
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
 }
 
 /// One step of the job.
@@ -38,9 +41,9 @@ enum Step {
     Tools,
     Sweep,
     Build,
-    /// The scan gate and the SBOM, per image.
+    /// The scan gate and the SBOM, per image and platform.
     Scan,
-    /// Per image.
+    /// Per image, on amd64 (the arm64 images run under emulation in `cargo xtask test`).
     Healthcheck,
     IntegrationTests,
 }
@@ -83,9 +86,12 @@ pub struct StepResult {
     pub passed: bool,
 }
 
+/// One row of the summary: an image on one platform.
 #[derive(Serialize, Default)]
 pub struct ImageResult {
     pub image: String,
+    /// `linux/amd64`, `linux/arm64`.
+    pub platform: String,
     pub reference: String,
     pub id: String,
     pub size_bytes: u64,
@@ -99,13 +105,24 @@ pub struct ImageResult {
 
 /// Runs the whole job and returns the summary; an `Err` only when the job could not run at all.
 pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
-    let deliverables = ctx.select(&[])?;
+    let platforms = args.platforms.chosen();
+    let targets: Vec<(&Image, Platform)> = ctx
+        .select(&[])?
+        .into_iter()
+        .flat_map(|image| Platform::for_image(image, &platforms).into_iter().map(move |platform| (image, platform)))
+        .collect();
     let database = crate::trivy_db::Database::select(args.db_repository.as_deref())?;
     let mut summary =
         Summary { revision: ctx.revision()?.tag.clone(), passed: true, steps: Vec::new(), images: Vec::new() };
-    summary.images =
-        deliverables.iter().map(|image| ImageResult { image: image.name.clone(), ..Default::default() }).collect();
-    let mut built: BTreeMap<String, Built> = BTreeMap::new();
+    summary.images = targets
+        .iter()
+        .map(|(image, platform)| ImageResult {
+            image: image.name.clone(),
+            platform: platform.docker(),
+            ..Default::default()
+        })
+        .collect();
+    let mut built: BTreeMap<(String, Platform), Built> = BTreeMap::new();
     for step in plan(args) {
         match step {
             Step::Engine => whole(&mut summary, step, || ctx.engine().map(drop))?,
@@ -113,21 +130,21 @@ pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
             Step::Sweep => whole(&mut summary, step, || crate::stack::sweep(ctx))?,
             Step::Build => {
                 whole(&mut summary, step, || {
-                    for record in super::build::build_all(ctx, &ctx.with_companions(&[])?)? {
-                        built.insert(record.image.clone(), record);
+                    for record in super::build::build_all(ctx, &ctx.with_companions(&[])?, &platforms)? {
+                        built.insert((record.image.clone(), record.platform), record);
                     }
                     Ok(())
                 })?;
-                for result in &mut summary.images {
-                    if let Some(record) = built.get(&result.image) {
+                for (result, (image, platform)) in summary.images.iter_mut().zip(&targets) {
+                    if let Some(record) = built.get(&(image.name.clone(), *platform)) {
                         result.reference = record.reference.clone();
                         result.id = record.id.clone();
                         result.size_bytes = record.size_bytes;
                     }
                 }
             }
-            Step::Scan => per_image(&mut summary, step, &deliverables, |image, result| {
-                let record = built.get(&image.name).context("not built")?;
+            Step::Scan => per_image(&mut summary, step, &targets, |image, platform, result| {
+                let record = built.get(&(image.name.clone(), platform)).context("not built")?;
                 let outcome = super::scan::scan_image_with(ctx, image, record, &database)?;
                 result.vulnerabilities =
                     outcome.counts.iter().map(|(severity, count)| (severity.to_string(), *count)).collect();
@@ -137,14 +154,17 @@ pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
                     reference: &record.reference,
                     expect: super::scan::expectations(image),
                 };
-                result.sbom = Some(super::sbom::sbom_of(ctx, &image.name, &source)?);
+                result.sbom = Some(super::sbom::sbom_of(ctx, &record.name(), &source)?);
                 if !outcome.passed {
                     bail!("scan gate: {}", outcome.message);
                 }
                 Ok(())
             }),
-            Step::Healthcheck => per_image(&mut summary, step, &deliverables, |image, result| {
-                let record = built.get(&image.name).context("not built")?;
+            Step::Healthcheck => per_image(&mut summary, step, &targets, |image, platform, result| {
+                if platform != Platform::Amd64 {
+                    return Ok(());
+                }
+                let record = built.get(&(image.name.clone(), platform)).context("not built")?;
                 result.healthy_seconds = Some(super::healthcheck::check(ctx, image, record)?.as_secs_f64());
                 Ok(())
             }),
@@ -177,23 +197,23 @@ fn whole(summary: &mut Summary, step: Step, body: impl FnOnce() -> Result<()>) -
     outcome.with_context(|| format!("ci step `{name}`"))
 }
 
-/// A step that runs for each image still without a failure; a failure is recorded on that image only.
+/// A step that runs for each image and platform still without a failure; a failure is recorded on that row only.
 fn per_image(
     summary: &mut Summary,
     step: Step,
-    images: &[&Image],
-    mut body: impl FnMut(&Image, &mut ImageResult) -> Result<()>,
+    targets: &[(&Image, Platform)],
+    mut body: impl FnMut(&Image, Platform, &mut ImageResult) -> Result<()>,
 ) {
     let name = step.name();
     eprintln!("==> {name}");
     let started = Instant::now();
     let mut all_passed = true;
-    for (image, result) in images.iter().zip(summary.images.iter_mut()) {
+    for ((image, platform), result) in targets.iter().zip(summary.images.iter_mut()) {
         if result.failure.is_some() {
             continue;
         }
-        if let Err(error) = body(image, result) {
-            eprintln!("xtask: image {}: {name} failed: {error:#}", image.name);
+        if let Err(error) = body(image, *platform, result) {
+            eprintln!("xtask: image {} for {platform}: {name} failed: {error:#}", image.name);
             result.failure = Some(format!("{name}: {error:#}"));
             all_passed = false;
         }
@@ -223,7 +243,7 @@ pub fn main(ctx: &Context, args: &CiArgs) -> Result<()> {
         }
         for result in &summary.images {
             if let Some(failure) = &result.failure {
-                annotate_error(&format!("{}: {failure}", result.image));
+                annotate_error(&format!("{} ({}): {failure}", result.image, result.platform));
             }
         }
     }
@@ -246,6 +266,7 @@ pub fn table(summary: &Summary) -> String {
     let mut table = Table::new();
     table.load_preset(presets::ASCII_MARKDOWN).set_header([
         "image",
+        "platform",
         "tag",
         "image id",
         "size",
@@ -284,7 +305,7 @@ pub fn table(summary: &Summary) -> String {
             None => "ok (job failed)".to_owned(),
             Some(failure) => format!("FAILED ({})", failure.lines().next().unwrap_or_default()),
         };
-        table.add_row([&result.image, tag, &id, &size, &vulnerabilities, gate, &healthy, &outcome]);
+        table.add_row([&result.image, &result.platform, tag, &id, &size, &vulnerabilities, gate, &healthy, &outcome]);
     }
     let steps: Vec<String> = summary
         .steps
@@ -317,7 +338,8 @@ mod tests {
             steps: vec![StepResult { name: "build".into(), seconds: 1.0, passed: true }],
             images: vec![ImageResult {
                 image: "app".into(),
-                reference: "r/app:abc".into(),
+                platform: "linux/arm64".into(),
+                reference: "r/app:abc-arm64".into(),
                 id: format!("sha256:{}", "f".repeat(64)),
                 size_bytes: 43_500_000,
                 gate: Some(true),
@@ -328,7 +350,10 @@ mod tests {
         let text = table(&summary);
         assert!(text.lines().next().unwrap().starts_with("| image"), "{text}");
         assert!(
-            text.contains("| app ") && text.contains("43.5 MB") && text.contains("FAILED (healthcheck: timed out)")
+            text.contains("| app ")
+                && text.contains("| linux/arm64 ")
+                && text.contains("43.5 MB")
+                && text.contains("FAILED (healthcheck: timed out)")
         );
         assert!(text.ends_with("steps: build 1.0s"), "{text}");
     }

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 use super::verify::RequireArgs;
+use crate::built::Built;
 use crate::context::Context;
 use crate::cosign::{self, Tlog};
+use crate::platform::{Platform, PlatformArgs};
 use crate::policy::Policy;
 use crate::registry::{self, Reference};
 use crate::signing::{Signer, SigningArgs, Verifier};
@@ -20,6 +22,10 @@ pub struct ReleaseArgs {
     pub signing: SigningArgs,
     /// Images to release (default: every deliverable image under images/).
     pub images: Vec<String>,
+    /// Platforms to release, comma-separated (default: linux/amd64,linux/arm64); more than one is pushed as an
+    /// image index.
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',')]
+    pub platforms: Vec<Platform>,
 }
 
 /// A registry and the namespace the images go under.
@@ -45,13 +51,36 @@ impl Destination {
     }
 }
 
+/// One platform's image as `release` publishes it: its OCI layout and the evidence attested to it.
+#[derive(Debug, Clone)]
+pub struct PlatformImage {
+    pub platform: Platform,
+    pub layout: PathBuf,
+    pub sbom: PathBuf,
+    pub provenance: PathBuf,
+}
+
+impl PlatformImage {
+    /// A build with the SBOM `ci` wrote for it and the provenance `build` wrote.
+    pub fn of(ctx: &Context, built: &Built) -> PlatformImage {
+        PlatformImage {
+            platform: built.platform,
+            layout: built.layout.dir.clone(),
+            sbom: ctx.out.sbom(&built.name()),
+            provenance: ctx.out.provenance(&built.image, built.platform),
+        }
+    }
+}
+
 /// What a release put into the registry for one image.
 #[derive(Debug)]
 pub struct Published {
     pub image: String,
-    /// `HOST[:PORT]/NAMESPACE/<image>@sha256:...`
+    /// `HOST[:PORT]/NAMESPACE/<image>@sha256:...`: the image index when more than one platform was released.
     pub pinned: String,
     pub digest: String,
+    /// Each platform's image digest, signed and attested on its own.
+    pub platforms: Vec<(Platform, String)>,
     pub tags: Vec<String>,
     /// The newest cosign signature referring to the digest, `HOST[:PORT]/NAMESPACE/<image>@sha256:...`.
     pub signature: String,
@@ -91,14 +120,17 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
             .context("the test suites failed: nothing was released")?;
     }
     // The whole ci, as CI runs it (every deliverable, whichever images are released): build, scan gate, SBOMs, tests.
-    super::ci::main(ctx, &super::ci::CiArgs::default()).context("ci failed: nothing was released")?;
+    let platforms = PlatformArgs { platforms: args.platforms.clone() }.or(Platform::ALL.to_vec());
+    let ci = super::ci::CiArgs { platforms: PlatformArgs { platforms: platforms.clone() }, ..Default::default() };
+    super::ci::main(ctx, &ci).context("ci failed: nothing was released")?;
 
     eprintln!("xtask: {}", tlog.describe());
     let mut published = Vec::new();
     for image in &images {
-        let layout = ctx.out.image_layout(&image.name);
+        let builds = Built::current_for(ctx, &image.name, &Platform::for_image(image, &platforms))?;
+        let platform_images: Vec<PlatformImage> = builds.iter().map(|built| PlatformImage::of(ctx, built)).collect();
         published.push(
-            publish(ctx, &image.name, &layout, &destination, &signing)
+            publish(ctx, &image.name, &platform_images, &destination, &signing)
                 .with_context(|| format!("releasing image {}", image.name))?,
         );
     }
@@ -106,6 +138,9 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         println!("released {}", release.image);
         println!("  digest     {}", release.digest);
         println!("  image      {}", release.pinned);
+        for (platform, digest) in &release.platforms {
+            println!("  {:<11}{digest}", platform.docker());
+        }
         println!("  tags       {}", release.tags.join(", "));
         println!("  signature  {}", release.signature);
         let vex = match release.vex_statements {
@@ -117,58 +152,101 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     Ok(())
 }
 
-/// Pushes one built image (its OCI image layout, byte for byte, so that the digest is the one computed when it was
-/// written) under its tags, signs that digest, attaches its SBOM as a signed attestation, and verifies both before it
+/// Pushes one image (each platform's OCI image layout byte for byte, so that every digest is the one computed when
+/// it was written; with more than one platform, their image index) under its tags; signs each platform's digest and
+/// attests its SBOM, provenance and VEX; signs the index and attests its provenance; and verifies all of it before it
 /// reports success.
 pub fn publish(
     ctx: &Context,
     image: &str,
-    layout: &Path,
+    platforms: &[PlatformImage],
     destination: &Destination,
     signing: &Signing,
 ) -> Result<Published> {
-    let evidence = |path: std::path::PathBuf, what: &str| {
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(anyhow::anyhow!("image {image}: no {what} at {}; `cargo xtask ci` writes it", path.display()))
+    if platforms.is_empty() {
+        bail!("image {image}: no platform to release");
+    }
+    for platform in platforms {
+        for (path, what) in [(&platform.sbom, "SBOM"), (&platform.provenance, "provenance")] {
+            if !path.is_file() {
+                bail!(
+                    "image {image} ({}): no {what} at {}; `cargo xtask ci` writes it",
+                    platform.platform,
+                    path.display()
+                );
+            }
         }
-    };
-    let sbom = evidence(ctx.out.sbom(image), "SBOM")?;
-    let provenance = evidence(ctx.out.provenance(image), "provenance")?;
+    }
     let repository = destination.repository(image);
     let revision = ctx.revision()?;
     let tags: Vec<String> =
         std::iter::once(revision.tag.clone()).chain(revision.version_tags.iter().cloned()).collect();
-    let digest = registry::push_layout(layout, &repository, &tags)?;
+    let (signer, cosign, tlog) = (&signing.signer, &signing.cosign, signing.tlog);
+
+    // Each platform by digest first, its evidence attached: nothing is tagged before every part is in place.
+    let mut pushed = Vec::new();
+    for platform in platforms {
+        let single = platforms.len() == 1;
+        let digest = registry::push_layout(&platform.layout, &repository, if single { &tags } else { &[] })?;
+        let pinned = format!("{repository}@{digest}");
+        signer.sign(cosign, &pinned, tlog)?;
+        signer.attest(cosign, &pinned, cosign::SBOM_PREDICATE, &platform.sbom, tlog)?;
+        signer.attest(cosign, &pinned, crate::provenance::COSIGN_TYPE, &platform.provenance, tlog)?;
+        if let Some(vex) = write_vex(ctx, image, platform.platform, &repository, &digest)? {
+            signer.attest(cosign, &pinned, crate::vex::COSIGN_TYPE, &vex, tlog)?;
+        }
+        pushed.push((platform.platform, digest));
+    }
+    let digest = match &pushed[..] {
+        [(_, digest)] => digest.clone(),
+        _ => {
+            let layouts: Vec<(Platform, &Path)> =
+                platforms.iter().map(|platform| (platform.platform, platform.layout.as_path())).collect();
+            let index_layout = ctx.out.index_layout(image);
+            crate::assemble::write_index(ctx, &index_layout, &layouts)?;
+            let provenance = crate::provenance::write_index(ctx, image, &pushed)?;
+            let digest = registry::push_layout(&index_layout, &repository, &tags)?;
+            let pinned = format!("{repository}@{digest}");
+            signer.sign(cosign, &pinned, tlog)?;
+            signer.attest(cosign, &pinned, crate::provenance::COSIGN_TYPE, &provenance, tlog)?;
+            digest
+        }
+    };
     let pinned = format!("{repository}@{digest}");
 
-    let (signer, cosign, tlog) = (&signing.signer, &signing.cosign, signing.tlog);
-    signer.sign(cosign, &pinned, tlog)?;
-    signer.attest(cosign, &pinned, cosign::SBOM_PREDICATE, &sbom, tlog)?;
-    signer.attest(cosign, &pinned, crate::provenance::COSIGN_TYPE, &provenance, tlog)?;
-    if let Some(vex) = write_vex(ctx, image, &repository, &digest)? {
-        signer.attest(cosign, &pinned, crate::vex::COSIGN_TYPE, &vex, tlog)?;
-    }
-
-    // Everything `verify` requires, as a deploy step will check it.
-    let require = RequireArgs { source_revision: Some(revision.commit.clone()), ..RequireArgs::default() };
+    // Everything `verify` requires, of every platform, as a deploy step will check it.
+    let require =
+        RequireArgs { source_revision: Some(revision.commit.clone()), all_platforms: true, ..RequireArgs::default() };
     let verified = super::verify::image(cosign, &Reference::parse(&pinned)?, &signing.verifier, tlog, &require)?;
     eprintln!("xtask: {pinned}: signature, SBOM, provenance and VEX verified with {}", signing.verifier.describe());
     let signature = signature_reference(&repository, &digest);
-    Ok(Published { image: image.to_owned(), signature, pinned, digest, tags, vex_statements: verified.vex_statements })
+    Ok(Published {
+        image: image.to_owned(),
+        signature,
+        pinned,
+        digest,
+        platforms: pushed,
+        tags,
+        vex_statements: verified.vex_statements,
+    })
 }
 
 /// The OpenVEX document of the allow-list entries that apply to the image (the workspace's and its own), when there
-/// are any: written to `out/images/<image>/vex.json`.
-fn write_vex(ctx: &Context, image: &str, repository: &str, digest: &str) -> Result<Option<std::path::PathBuf>> {
+/// are any: written to `out/images/<image>/<arch>/vex.json`.
+fn write_vex(
+    ctx: &Context,
+    image: &str,
+    platform: Platform,
+    repository: &str,
+    digest: &str,
+) -> Result<Option<PathBuf>> {
     let overrides = ctx.image(image).map(|image| image.settings.scan.clone()).unwrap_or_default();
     let policy = Policy::load(&ctx.root, &overrides)?;
     let timestamp = &ctx.revision()?.created;
     let Some(document) = crate::vex::document(&policy, repository, digest, crate::policy::today(), timestamp) else {
         return Ok(None);
     };
-    let path = ctx.out.vex(image);
+    let path = ctx.out.vex(image, platform);
     std::fs::create_dir_all(path.parent().context("a VEX path without a folder")?)?;
     std::fs::write(&path, serde_json::to_string_pretty(&document)?)?;
     Ok(Some(path))

@@ -2,8 +2,9 @@
 //!
 //! The images are built here as usual, then again in a fresh clone of the commit, under another time zone and a
 //! umask of 077, with every file's time changed and without the build cache; the manifest digests must match. When
-//! they do not, the first differing layer and its first differing files are named. `--release` compares a released
-//! image (by tag or digest) with this commit's build instead.
+//! they do not, the first differing layer and its first differing files are named. With more than one platform, the
+//! image index digests must match too. `--release` compares a released image or index (by tag or digest) with this
+//! commit's build instead.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +16,7 @@ use xshell::cmd;
 use crate::built::Built;
 use crate::context::Context;
 use crate::image_diff::{first_difference, ImageBlobs};
+use crate::platform::{Platform, PlatformArgs};
 use crate::registry::Reference;
 
 #[derive(clap::Args)]
@@ -25,6 +27,8 @@ pub struct ReproduceArgs {
     /// of building again; repeatable. The image is the last path segment.
     #[arg(long, value_name = "REFERENCE")]
     pub release: Vec<String>,
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
 }
 
 /// The time zone and umask of the second build: as far from the usual ones as they get.
@@ -44,7 +48,8 @@ pub fn run(ctx: &Context, args: &ReproduceArgs) -> Result<()> {
     }
     let images = ctx.select(&args.images)?;
     let names: Vec<String> = images.iter().map(|image| image.name.clone()).collect();
-    let ours = super::build::build_all(ctx, &images)?;
+    let platforms = args.platforms.chosen();
+    let ours = super::build::build_all(ctx, &images, &platforms)?;
 
     let started = Instant::now();
     let clone = fresh_clone(ctx)?;
@@ -53,21 +58,30 @@ pub fn run(ctx: &Context, args: &ReproduceArgs) -> Result<()> {
         names.join(", "),
         clone.display()
     );
-    build_in_clone(ctx, &clone, &names)?;
+    let platform_list: Vec<String> = platforms.iter().map(|platform| platform.docker()).collect();
+    build_in_clone(ctx, &clone, &names, &platform_list.join(","))?;
     let clone_ctx = Context::at(clone.clone())?;
     let mut table = Table::new();
     table.load_preset(presets::NOTHING).set_header(["IMAGE", "HERE", "FRESH CLONE", "SAME"]);
     let mut differences = Vec::new();
+    let mut row = |name: String, here: &str, there: &str| {
+        let same = here == there;
+        table.add_row([name.as_str(), here, there, if same { "yes" } else { "NO" }]);
+        same
+    };
+    if platforms.len() > 1 {
+        for image in &images {
+            let index = |ctx: &Context| crate::oci::layout_top_digest(&ctx.out.index_layout(&image.name));
+            if !row(format!("{} (index)", image.name), &index(ctx)?, &index(&clone_ctx)?) {
+                differences.push(format!("{}: the image indexes differ", image.name));
+            }
+        }
+    }
     for built in &ours {
-        let theirs: Built = serde_json::from_str(&std::fs::read_to_string(clone_ctx.out.build_record(&built.image))?)
-            .with_context(|| format!("reading the clone's build record of {}", built.image))?;
-        let same = theirs.layout.digest == built.layout.digest;
-        table.add_row([
-            built.image.as_str(),
-            &built.layout.digest,
-            &theirs.layout.digest,
-            if same { "yes" } else { "NO" },
-        ]);
+        let record = clone_ctx.out.build_record(&built.image, built.platform);
+        let theirs: Built = serde_json::from_str(&std::fs::read_to_string(record)?)
+            .with_context(|| format!("reading the clone's build record of {}", built.name()))?;
+        let same = row(built.name(), &built.layout.digest, &theirs.layout.digest);
         if !same {
             let difference = first_difference(
                 &ImageBlobs::from_layout(&built.layout.dir)?,
@@ -75,7 +89,7 @@ pub fn run(ctx: &Context, args: &ReproduceArgs) -> Result<()> {
             )?;
             differences.push(format!(
                 "{}: {}",
-                built.image,
+                built.name(),
                 difference.map_or("none found".to_owned(), |d| d.to_string())
             ));
         }
@@ -118,13 +132,13 @@ fn touch_all(dir: &Path, time: SystemTime) -> Result<()> {
 /// `cargo xtask build` in the clone, as another user on another machine would run it: another time zone and umask,
 /// no build cache, its own image tags and cargo target folder; the package cache is shared (every file in it is
 /// checked against the lock's hash).
-fn build_in_clone(ctx: &Context, clone: &Path, images: &[String]) -> Result<()> {
+fn build_in_clone(ctx: &Context, clone: &Path, images: &[String], platforms: &str) -> Result<()> {
     let sh = &ctx.sh;
     let _dir = sh.push_dir(clone);
     let target = ctx.out.dir().join("reproduce").join("target");
     let package_cache = ctx.package_cache();
     let script = format!("umask {OTHER_UMASK} && exec cargo xtask build \"$@\"");
-    cmd!(sh, "sh -c {script} build {images...}")
+    cmd!(sh, "sh -c {script} build --platform {platforms} {images...}")
         .env("TZ", OTHER_TIME_ZONE)
         .env("XTASK_NO_CACHE", "1")
         .env("XTASK_REPOSITORY", "xtask-reproduce")
@@ -134,35 +148,60 @@ fn build_in_clone(ctx: &Context, clone: &Path, images: &[String]) -> Result<()> 
         .context("the build in the fresh clone failed")
 }
 
-/// Each released image against the build of this commit.
+/// Each released image, or each platform of a released image index and the index itself, against the build of this
+/// commit.
 fn compare_releases(ctx: &Context, releases: &[String]) -> Result<()> {
     let mut differences = Vec::new();
     for release in releases {
         let reference = Reference::parse(release)?;
-        let image = reference.repository.rsplit('/').next().unwrap_or_default();
-        ctx.image(image).with_context(|| format!("{release}: its last path segment names no image of this project"))?;
-        let ours = match Built::current(ctx, image) {
+        let name = reference.repository.rsplit('/').next().unwrap_or_default();
+        let image = ctx
+            .image(name)
+            .with_context(|| format!("{release}: its last path segment names no image of this project"))?;
+        let crate::registry::Released { digest, index: is_index, platforms: released } =
+            crate::registry::resolve_platforms(&reference)?;
+        let platforms: Vec<Platform> = released.iter().map(|(platform, _)| *platform).collect();
+        let ours = match Built::current_for(ctx, name, &platforms) {
             Ok(built) => built,
-            Err(_) => {
-                super::build::build_all(ctx, &[ctx.image(image)?])?;
-                Built::current(ctx, image)?
-            }
+            Err(_) => super::build::build_all(ctx, &[image], &platforms)?,
         };
-        let released = crate::registry::fetch_image(&reference)?;
-        let same = released.manifest_digest == ours.layout.digest;
-        println!(
-            "{release}: released {}, this commit builds {}: {}",
-            released.manifest_digest,
-            ours.layout.digest,
-            if same { "the same" } else { "DIFFERENT" }
-        );
-        if !same {
-            let difference = first_difference(&ImageBlobs::from_layout(&ours.layout.dir)?, &released)?;
-            differences.push(format!("{release}: {}", difference.map_or("none found".to_owned(), |d| d.to_string())));
+        if is_index {
+            let layouts: Vec<(Platform, &Path)> =
+                ours.iter().map(|built| (built.platform, built.layout.dir.as_path())).collect();
+            let index = crate::assemble::write_index(ctx, &ctx.out.index_layout(name), &layouts)?;
+            println!("{release}: released index {digest}, this commit builds {index}: {}", verdict(index == digest));
+            if index != digest {
+                differences.push(format!("{release}: the image indexes differ"));
+            }
+        }
+        for ((platform, digest), built) in released.iter().zip(&ours) {
+            let same = *digest == built.layout.digest;
+            println!(
+                "{release} ({platform}): released {digest}, this commit builds {}: {}",
+                built.layout.digest,
+                verdict(same)
+            );
+            if !same {
+                let pinned = Reference::parse(&reference.pinned(digest))?;
+                let theirs = crate::registry::fetch_image(&pinned)?;
+                let difference = first_difference(&ImageBlobs::from_layout(&built.layout.dir)?, &theirs)?;
+                differences.push(format!(
+                    "{release} ({platform}): {}",
+                    difference.map_or("none found".to_owned(), |d| d.to_string())
+                ));
+            }
         }
     }
     if !differences.is_empty() {
         bail!("the releases differ from this commit's build:\n{}", differences.join("\n"));
     }
     Ok(())
+}
+
+fn verdict(same: bool) -> &'static str {
+    if same {
+        "the same"
+    } else {
+        "DIFFERENT"
+    }
 }

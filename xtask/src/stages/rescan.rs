@@ -2,15 +2,17 @@
 //!
 //! A CVE published after a release makes an image that passed its gate vulnerable without any change here. For each
 //! deliverable image this resolves its released tags (every `vX.Y.Z`, and the current commit's) to digests, scans
-//! each digest in the registry with the database `XTASK_TRIVY_ONLINE` / `--db-repository` select and the project's
-//! policy, writes `out/rescan/<image>/trivy.json` and `trivy.sarif`, prints a GitHub `::error` annotation per
-//! failing finding, and fails when any image fails.
+//! each digest in the registry (each platform's, for an image index: scanners look at one platform of an index only)
+//! with the database `XTASK_TRIVY_ONLINE` / `--db-repository` select and the project's policy, writes
+//! `out/rescan/<image>/<arch>/trivy.json` and `trivy.sarif`, prints a GitHub `::error` annotation per failing
+//! finding, and fails when any image fails.
 
 use std::collections::BTreeSet;
 
 use anyhow::{bail, Context as _, Result};
 
 use crate::context::Context;
+use crate::platform::Platform;
 use crate::policy::Policy;
 use crate::registry::{self, Reference};
 use crate::trivy_db::Database;
@@ -39,20 +41,21 @@ pub fn run(ctx: &Context, args: &RescanArgs) -> Result<()> {
             continue;
         }
         let policy = Policy::load(&ctx.root, &image.settings.scan).with_context(|| format!("image {}", image.name))?;
-        for digest in digests {
+        for (digest, platform) in digests {
             let pinned = format!("{repository}@{digest}");
             let source =
                 super::scan::ImageSource { path: None, reference: &pinned, expect: super::scan::expectations(image) };
-            let outcome = super::scan::scan_source(ctx, &image.name, &source, &policy, &database)
-                .with_context(|| format!("rescanning {pinned}"))?;
-            let reports = ctx.out.dir().join("rescan").join(&image.name);
+            let name = format!("{}/{}", image.name, platform.arch());
+            let outcome = super::scan::scan_source(ctx, &name, &source, &policy, &database)
+                .with_context(|| format!("rescanning {pinned} ({platform})"))?;
+            let reports = ctx.out.dir().join("rescan").join(&name);
             std::fs::create_dir_all(&reports)?;
             std::fs::copy(&outcome.report, reports.join("trivy.json"))?;
             std::fs::copy(&outcome.sarif, reports.join("trivy.sarif"))?;
             if !outcome.passed {
                 for finding in &outcome.decisive {
                     annotate(&format!(
-                        "{pinned}: {} in {} {} (fixed in {}): {}",
+                        "{pinned} ({platform}): {} in {} {} (fixed in {}): {}",
                         finding.id, finding.package, finding.installed, finding.fixed, finding.title
                     ));
                 }
@@ -70,8 +73,9 @@ pub fn run(ctx: &Context, args: &RescanArgs) -> Result<()> {
     Ok(())
 }
 
-/// The digests behind the tags to rescan, each once.
-fn released_digests(ctx: &Context, repository: &str, tags: &[String]) -> Result<BTreeSet<String>> {
+/// The image digests behind the tags to rescan, each once with its platform: an image index stands for each of its
+/// platforms' images.
+fn released_digests(ctx: &Context, repository: &str, tags: &[String]) -> Result<BTreeSet<(String, Platform)>> {
     let tags: Vec<String> = if tags.is_empty() {
         let head = ctx.revision()?.tag.clone();
         registry::list_tags(repository)?
@@ -81,7 +85,12 @@ fn released_digests(ctx: &Context, repository: &str, tags: &[String]) -> Result<
     } else {
         tags.to_vec()
     };
-    tags.iter().map(|tag| registry::resolve_digest(&Reference::parse(&format!("{repository}:{tag}"))?)).collect()
+    let mut digests = BTreeSet::new();
+    for tag in tags {
+        let released = registry::resolve_platforms(&Reference::parse(&format!("{repository}:{tag}"))?)?;
+        digests.extend(released.platforms.into_iter().map(|(platform, digest)| (digest, platform)));
+    }
+    Ok(digests)
 }
 
 /// A GitHub Actions error annotation; elsewhere a plain line.

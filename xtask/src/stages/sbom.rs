@@ -1,5 +1,5 @@
-//! `cargo xtask sbom [IMAGE...]`: a CycloneDX JSON SBOM per image, written by syft next to the scan report
-//! (`out/scan/<image>/sbom.cdx.json`). It lists the Debian packages (distroless `status.d` entries) and the Python
+//! `cargo xtask sbom [IMAGE...]`: a CycloneDX JSON SBOM per image and platform built at this revision, written by
+//! syft next to the scan report (`out/scan/<image>/<arch>/sbom.cdx.json`). It lists the Debian packages (distroless `status.d` entries) and the Python
 //! packages (`*.dist-info`) of the image.
 
 use std::path::{Path, PathBuf};
@@ -13,17 +13,18 @@ use crate::stages::scan::ImageSource;
 
 #[derive(clap::Args)]
 pub struct SbomArgs {
-    /// Images to describe (default: every image with `release = true`), as built by `cargo xtask build`.
+    /// Images to describe (default: every image with `release = true`), every platform `cargo xtask build` built.
     images: Vec<String>,
 }
 
 pub fn run(ctx: &Context, args: &SbomArgs) -> Result<()> {
     for image in ctx.select(&args.images)? {
-        let built = crate::built::Built::current(ctx, &image.name)?;
-        let source =
-            ImageSource { path: Some(&built.layout.dir), reference: &built.reference, expect: Default::default() };
-        let path = sbom_of(ctx, &image.name, &source)?;
-        println!("{}", path.display());
+        for built in crate::built::Built::all_current(ctx, &image.name)? {
+            let source =
+                ImageSource { path: Some(&built.layout.dir), reference: &built.reference, expect: Default::default() };
+            let path = sbom_of(ctx, &built.name(), &source)?;
+            println!("{}", path.display());
+        }
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! Trivy scans the image's OCI layout (Debian packages of the root filesystem, Python packages, secrets) into a JSON
 //! report; the gate reads it into typed structs and decides with the policy (`policy.rs`), never with Trivy's exit
-//! code. Per image it writes `out/scan/<image>/trivy.json` and `trivy.sarif` (for GitHub code scanning).
+//! code. Per image and platform it writes `out/scan/<image>/<arch>/trivy.json` and `trivy.sarif` (for GitHub code
+//! scanning); any platform that fails fails the gate.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use crate::trivy_db::Database;
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
-    /// Images to scan (default: every image with `release = true`), as built by `cargo xtask build`.
+    /// Images to scan (default: every image with `release = true`), every platform `cargo xtask build` built.
     images: Vec<String>,
     /// Also fail on allow-list entries that excuse no finding any more.
     #[arg(long)]
@@ -58,9 +59,11 @@ pub fn run(ctx: &Context, args: &ScanArgs) -> Result<()> {
     let database = Database::select(args.db_repository.as_deref())?;
     let mut failed = Vec::new();
     for image in ctx.select(&args.images)? {
-        let outcome = scan_image_with(ctx, image, &Built::current(ctx, &image.name)?, &database)?;
-        if !outcome.passed || (args.strict && !outcome.stale.is_empty()) {
-            failed.push(outcome.image);
+        for built in Built::all_current(ctx, &image.name)? {
+            let outcome = scan_image_with(ctx, image, &built, &database)?;
+            if !outcome.passed || (args.strict && !outcome.stale.is_empty()) {
+                failed.push(outcome.image);
+            }
         }
     }
     if !failed.is_empty() {
@@ -81,7 +84,7 @@ pub fn scan_image_with(ctx: &Context, image: &Image, built: &Built, database: &D
     let policy = Policy::load(&ctx.root, &image.settings.scan).with_context(|| format!("image {}", image.name))?;
     let source =
         ImageSource { path: Some(&built.layout.dir), reference: &built.reference, expect: expectations(image) };
-    scan_source(ctx, &image.name, &source, &policy, database)
+    scan_source(ctx, &built.name(), &source, &policy, database)
 }
 
 /// What Trivy must see in an image, from its settings: its locked Debian packages, its virtual environment.

@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use xshell::cmd;
 
 use crate::context::Context;
+use crate::platform::Platform;
 use crate::stamp::{self, Stamp};
 
 #[derive(clap::Args, Default)]
@@ -68,7 +69,7 @@ pub fn run(ctx: &Context, args: &TestArgs) -> Result<()> {
     for suite in plan(ctx, args)? {
         match suite {
             Suite::Python(app) => runners.push(run_pytest(ctx, &app, &APP_LOCKS, &[])),
-            Suite::StaticLauncher => match crate::static_launcher::build(ctx) {
+            Suite::StaticLauncher => match crate::static_launcher::build(ctx, Platform::Amd64) {
                 Ok(path) => static_launcher = Some(path),
                 Err(error) => runners.push(Runner::died("static launcher build", format!("{error:#}"))),
             },
@@ -205,7 +206,8 @@ fn build_images(ctx: &Context) -> Option<Runner> {
         }
         Err(error) => return Some(Runner::died("Docker engine", format!("{error:#}"))),
     }
-    let built = ctx.with_companions(&[]).and_then(|images| super::build::build_all(ctx, &images));
+    let built =
+        ctx.with_companions(&[]).and_then(|images| super::build::build_all(ctx, &images, &Platform::defaults()));
     let error = built.err()?;
     eprintln!("xtask: the image build failed: {error:#}");
     Some(Runner::died("image build", format!("{error:#}")))

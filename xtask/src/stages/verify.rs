@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::context::Context;
 use crate::cosign::{self, Tlog, TlogArgs};
+use crate::platform::Platform;
 use crate::provenance::{self, Summary};
 use crate::registry::{self, Reference};
 use crate::signing::{Identity, Verifier};
@@ -62,6 +63,13 @@ pub struct RequireArgs {
     /// Accept an image without a provenance attestation.
     #[arg(long)]
     pub without_provenance: bool,
+    /// For an image index: the platform to check (default: linux/amd64); the index's own signature and provenance
+    /// are checked too.
+    #[arg(long, value_name = "PLATFORM", conflicts_with = "all_platforms")]
+    pub platform: Option<Platform>,
+    /// For an image index: check every platform it holds.
+    #[arg(long)]
+    pub all_platforms: bool,
 }
 
 /// What `verify` established about an image.
@@ -74,6 +82,8 @@ pub struct Verified {
     pub sbom: bool,
     /// How many VEX statements about this image are attached.
     pub vex_statements: usize,
+    /// For an image index: what was verified of each platform checked.
+    pub platforms: Vec<(String, Verified)>,
 }
 
 impl TrustArgs {
@@ -130,10 +140,19 @@ pub fn print(verified: &Verified, verifier: &Verifier) {
     let vex = format!("VEX ({} statements)", verified.vex_statements);
     pieces.extend((verified.vex_statements > 0).then_some(vex.as_str()));
     println!("  verified   {}", pieces.join(", "));
+    for (platform, of_platform) in &verified.platforms {
+        let mut pieces = vec!["signature"];
+        pieces.extend(of_platform.sbom.then_some("SBOM"));
+        pieces.extend(of_platform.provenance.as_ref().map(|_| "provenance"));
+        let vex = format!("VEX ({})", of_platform.vex_statements);
+        pieces.extend((of_platform.vex_statements > 0).then_some(vex.as_str()));
+        println!("  {platform:<11}{}: {}", of_platform.digest, pieces.join(", "));
+    }
 }
 
 /// Resolves the reference to a digest once, then checks everything on that digest, so that a tag moved meanwhile
-/// cannot slip another image in between the checks.
+/// cannot slip another image in between the checks. An image index is checked as a whole (its signature, its
+/// provenance naming each platform's manifest), then the platform asked for, or every one.
 pub fn image(
     cosign: &Path,
     reference: &Reference,
@@ -142,17 +161,69 @@ pub fn image(
     require: &RequireArgs,
 ) -> Result<Verified> {
     let digest = registry::resolve_digest(reference)?;
-    let pinned = reference.pinned(&digest);
     if reference.digest.is_none() {
         eprintln!("xtask: {reference} resolves to {digest}");
     }
+    let Some(manifests) = registry::platform_manifests(reference, &digest)? else {
+        return manifest(cosign, reference, &digest, verifier, tlog, require, Evidence::Image);
+    };
+    let pinned = reference.pinned(&digest);
+    let wanted: Vec<&(String, String)> = if require.all_platforms {
+        manifests.iter().collect()
+    } else {
+        let platform = require.platform.unwrap_or(Platform::Amd64).docker();
+        let found = manifests.iter().find(|(of, _)| *of == platform).with_context(|| {
+            let held: Vec<&str> = manifests.iter().map(|(platform, _)| platform.as_str()).collect();
+            format!("the image index {pinned} holds no {platform} image (it holds {})", held.join(", "))
+        })?;
+        vec![found]
+    };
+    let mut verified = manifest(cosign, reference, &digest, verifier, tlog, require, Evidence::Index(&manifests))
+        .with_context(|| format!("the image index {pinned}"))?;
+    for (platform, digest) in wanted {
+        let of_platform = manifest(cosign, reference, digest, verifier, tlog, require, Evidence::Image)
+            .with_context(|| format!("the {platform} image of {pinned}"))?;
+        verified.sbom |= of_platform.sbom;
+        verified.vex_statements += of_platform.vex_statements;
+        verified.platforms.push((platform.clone(), of_platform));
+    }
+    Ok(verified)
+}
+
+/// What an image or an index must carry besides its signature.
+#[derive(Clone, Copy)]
+enum Evidence<'a> {
+    /// An image: an SBOM, a provenance about it, maybe VEX.
+    Image,
+    /// An image index of these platform manifests: a provenance that names exactly them.
+    Index(&'a [(String, String)]),
+}
+
+/// Checks one digest: its signature, then its attestations.
+fn manifest(
+    cosign: &Path,
+    reference: &Reference,
+    digest: &str,
+    verifier: &Verifier,
+    tlog: Tlog,
+    require: &RequireArgs,
+    evidence: Evidence,
+) -> Result<Verified> {
+    let digest = digest.to_owned();
+    let pinned = reference.pinned(&digest);
     let signed = verifier.verify_signature(cosign, &pinned, tlog)?;
     if signed != digest {
         bail!("the signature of {pinned} names digest {signed}, not {digest}");
     }
     let mut problems = Vec::new();
-    let mut verified =
-        Verified { pinned: pinned.clone(), digest: digest.clone(), provenance: None, sbom: false, vex_statements: 0 };
+    let mut verified = Verified {
+        pinned: pinned.clone(),
+        digest: digest.clone(),
+        provenance: None,
+        sbom: false,
+        vex_statements: 0,
+        platforms: Vec::new(),
+    };
 
     // Present: it must verify. Absent: a problem unless the caller said it may be.
     let attested = |predicate: &str| -> Result<Option<Vec<serde_json::Value>>> {
@@ -163,14 +234,14 @@ pub fn image(
     };
     match attested(cosign::SBOM_PREDICATE) {
         Ok(Some(_)) => verified.sbom = true,
-        Ok(None) if require.without_sbom => {}
+        Ok(None) if require.without_sbom || matches!(evidence, Evidence::Index(_)) => {}
         Ok(None) => {
             problems.push("no SBOM attestation (CycloneDX) is attached (--without-sbom accepts that)".to_owned())
         }
         Err(error) => problems.push(format!("its SBOM attestation does not verify: {error:#}")),
     }
     match attested(provenance::COSIGN_TYPE) {
-        Ok(Some(statements)) => match check_provenance(reference, &digest, &statements, require) {
+        Ok(Some(statements)) => match check_provenance(reference, &digest, &statements, require, evidence) {
             Ok(summary) => verified.provenance = Some(summary),
             Err(error) => problems.push(format!("{error:#}")),
         },
@@ -205,6 +276,7 @@ fn check_provenance(
     digest: &str,
     statements: &[serde_json::Value],
     require: &RequireArgs,
+    evidence: Evidence,
 ) -> Result<Summary> {
     let [statement] = statements else {
         bail!("{} provenance attestations are attached, not one", statements.len());
@@ -220,14 +292,28 @@ fn check_provenance(
     if summary.image != name {
         bail!("its provenance describes the image {}, not {name}", summary.image);
     }
-    let config = registry::fetch_config(&Reference::parse(&reference.pinned(digest))?)?;
-    let label = config.pointer("/config/Labels/org.opencontainers.image.revision").and_then(|value| value.as_str());
-    if label != Some(summary.revision.as_str()) {
-        bail!(
-            "its provenance names commit {}, but the image says it was built from {}",
-            summary.revision,
-            label.unwrap_or("no commit (no org.opencontainers.image.revision label)")
-        );
+    match evidence {
+        Evidence::Image => {
+            let config = registry::fetch_config(&Reference::parse(&reference.pinned(digest))?)?;
+            let label =
+                config.pointer("/config/Labels/org.opencontainers.image.revision").and_then(|value| value.as_str());
+            if label != Some(summary.revision.as_str()) {
+                bail!(
+                    "its provenance names commit {}, but the image says it was built from {}",
+                    summary.revision,
+                    label.unwrap_or("no commit (no org.opencontainers.image.revision label)")
+                );
+            }
+        }
+        Evidence::Index(manifests) => {
+            let mut named = summary.platform_manifests.clone();
+            let mut held = manifests.to_vec();
+            named.sort();
+            held.sort();
+            if named != held {
+                bail!("its provenance names the platform images {named:?}, but the index holds {held:?}");
+            }
+        }
     }
     if let Some(wanted) = &require.source_revision {
         if &summary.revision != wanted {

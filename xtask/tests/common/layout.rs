@@ -36,9 +36,14 @@ pub fn image(dir: &Path, content: &str) -> Layout {
 
 /// The same, labelled as built from `commit` (`org.opencontainers.image.revision`), as the xtask labels its images.
 pub fn built_from(dir: &Path, content: &str, commit: Option<&str>) -> Layout {
+    built_for(dir, content, commit, "amd64")
+}
+
+/// [`built_from`] for another architecture.
+pub fn built_for(dir: &Path, content: &str, commit: Option<&str>, architecture: &str) -> Layout {
     start(dir);
     let labels = commit.map(|commit| json!({ "org.opencontainers.image.revision": commit }));
-    let (descriptor, bytes, layer) = image_manifest(dir, content, "amd64", None, labels);
+    let (descriptor, bytes, layer) = image_manifest(dir, content, architecture, None, labels);
     finish(dir, descriptor, bytes, Vec::new(), vec![layer])
 }
 

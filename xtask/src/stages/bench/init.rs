@@ -32,7 +32,7 @@ command = ["sleep", "600"]
 pub fn measure(bench: &Bench) -> Result<Section> {
     let (ctx, plan) = (bench.ctx, &bench.plan);
     super::require_program(TINI, "tini")?;
-    let launcher = crate::static_launcher::build(ctx)?;
+    let launcher = crate::static_launcher::build(ctx, crate::platform::Platform::Amd64)?;
     let launcher = launcher.to_str().context("launcher path is not UTF-8")?.to_owned();
     let mut section = Section::new(
         TITLE,

@@ -9,6 +9,7 @@ mod containers;
 mod init;
 mod load;
 mod pipeline;
+mod platforms;
 pub mod report;
 mod sizes;
 
@@ -21,6 +22,7 @@ use anyhow::{bail, Context as _, Result};
 use xshell::cmd;
 
 use crate::context::Context;
+use crate::platform::Platform;
 use report::Section;
 
 #[derive(clap::Args)]
@@ -47,6 +49,7 @@ pub enum Comparison {
     Launcher,
     Load,
     Pipeline,
+    Platforms,
 }
 
 /// How much of each comparison to run.
@@ -100,14 +103,15 @@ impl Bench<'_> {
         let dockerfile = ctx.root.join("bench").join("baselines").join(folder).join("Dockerfile");
         anyhow::ensure!(dockerfile.is_file(), "the baseline {} is missing", dockerfile.display());
         let builder = ctx.engine()?.builder()?;
-        super::build::docker_build(
+        crate::docker::docker_build(
             ctx,
             builder,
-            &super::build::DockerBuild {
+            &crate::docker::DockerBuild {
                 dockerfile: &dockerfile,
                 context_dir,
                 reference: &reference,
                 build_args,
+                platform: None,
                 ca_bundle_secret: true,
                 cache_scope: &format!("bench-{folder}"),
             },
@@ -136,15 +140,17 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> Result<()> {
 
     // The comparisons run on the images of this checkout: build what changed (cached layers make this quick).
     let everything = ctx.with_companions(&[])?;
-    let built = super::build::build_all(ctx, &everything).context("bench: building the images to compare")?;
+    let built = super::build::build_all(ctx, &everything, &[Platform::Amd64])
+        .context("bench: building the images to compare")?;
     let bench = Bench { ctx, plan, built: built.into_iter().map(|record| (record.image, record.reference)).collect() };
 
-    let comparisons: [(Comparison, &str, Measure); 5] = [
+    let comparisons: [(Comparison, &str, Measure); 6] = [
         (Comparison::Size, sizes::TITLE, sizes::measure),
         (Comparison::Containers, containers::TITLE, containers::measure),
         (Comparison::Launcher, init::TITLE, init::measure),
         (Comparison::Load, load::TITLE, load::measure),
         (Comparison::Pipeline, pipeline::TITLE, pipeline::measure),
+        (Comparison::Platforms, platforms::TITLE, platforms::measure),
     ];
     let mut sections = Vec::new();
     for (comparison, title, measure) in comparisons {

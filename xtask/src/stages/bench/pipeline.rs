@@ -11,6 +11,7 @@ use xshell::cmd;
 use super::report::{markdown_table, Figure, Goal, Row, Section, Target, Unit};
 use super::Bench;
 use crate::context::Context;
+use crate::platform::Platform;
 
 pub const TITLE: &str = "Pipeline";
 
@@ -203,7 +204,7 @@ pub fn measure(bench: &Bench) -> Result<Section> {
     // again after its engine build; both times are in the build records.
     for image in ctx.select(&[])? {
         let record: crate::built::Built =
-            serde_json::from_str(&std::fs::read_to_string(ctx.out.build_record(&image.name))?)?;
+            serde_json::from_str(&std::fs::read_to_string(ctx.out.build_record(&image.name, Platform::Amd64))?)?;
         section.rows.push(Row::new(
             format!("{}: engine build, then writing the reproducible layout (last run)", image.name),
             Unit::Seconds,
