@@ -154,6 +154,7 @@ impl World {
         let name = args.name.clone().unwrap();
         let _cleanup = Cleanup { ctx: &self.ctx, name: name.clone(), pulled: None };
         let error = format!("{:#}", deploy::deploy(&self.ctx, args).expect_err("the deploy must be refused"));
+        eprintln!("refused: {error}");
         assert!(error.contains("it did not verify, so nothing was pulled or started"), "{error}");
         self.assert_nothing_of(&name);
         let pinned = args.image.as_deref().unwrap();
