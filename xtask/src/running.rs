@@ -276,40 +276,31 @@ pub fn remove(ctx: &Context, label: &str) -> Result<(Vec<String>, Vec<String>)> 
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM, noted instead of ending the process, so that `up` removes what it started before it
-/// exits. std has no signal API, and the signal crate in the tree comes with testcontainers, whose watchdog ends the
-/// process after removing its containers but before anyone removes the networks: a handler that stores the signal's
-/// number, polled by the caller, is all that is needed.
+/// exits: the handler only stores the signal's number, and the caller polls it.
 pub mod interruption {
-    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
 
-    const SIGINT: i32 = 2;
-    const SIGTERM: i32 = 15;
-    static CAUGHT: AtomicI32 = AtomicI32::new(0);
+    use signal_hook::consts::{SIGINT, SIGTERM};
 
-    extern "C" {
-        /// glibc's and musl's `signal(2)`: BSD semantics, the handler stays installed.
-        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-    }
-
-    extern "C" fn note(signal: i32) {
-        // Only an atomic store: async-signal-safe.
-        CAUGHT.store(signal, Ordering::SeqCst);
-    }
+    static CAUGHT: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
 
     /// From now on SIGINT and SIGTERM are noted, not fatal.
-    pub fn catch() {
+    pub fn catch() -> anyhow::Result<()> {
+        let caught = CAUGHT.get_or_init(|| Arc::new(AtomicUsize::new(0)));
         for number in [SIGINT, SIGTERM] {
-            // SAFETY: `note` only stores into an atomic, which is async-signal-safe.
-            unsafe { signal(number, note) };
+            signal_hook::flag::register_usize(number, Arc::clone(caught), number as usize)
+                .map_err(|error| anyhow::anyhow!("catching signal {number}: {error}"))?;
         }
+        Ok(())
     }
 
     /// The signal caught since [`catch`], by name.
     pub fn caught() -> Option<&'static str> {
-        match CAUGHT.load(Ordering::SeqCst) {
+        match CAUGHT.get()?.load(Ordering::SeqCst) {
             0 => None,
-            SIGINT => Some("SIGINT"),
-            SIGTERM => Some("SIGTERM"),
+            number if number == SIGINT as usize => Some("SIGINT"),
+            number if number == SIGTERM as usize => Some("SIGTERM"),
             _ => Some("a signal"),
         }
     }

@@ -29,7 +29,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 pub fn run(ctx: &Context, args: &UpArgs) -> Result<()> {
     // Caught before anything starts: an interruption while building or starting still removes what was started.
-    interruption::catch();
+    interruption::catch()?;
     let label = format!("{}={}", stack::LABEL, stack::owner());
     let outcome = start_and_wait(ctx, args, &label);
     // A second Ctrl-C reaches the docker command removing them too: another pass removes what that one left.
