@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -20,8 +21,12 @@ use xtask::stack::{self, Options, Stack};
 
 use common::require;
 
-/// Emulated, a Python app starts several times slower than natively: the health deadline grows to this at least.
-const EMULATED_HEALTH_TIMEOUT: Duration = Duration::from_secs(240);
+/// Emulated, a Python app starts several times slower than natively (more on a busy machine): the launcher's
+/// readiness timeout (`READY_TIMEOUT`) and the health deadline grow to this.
+const EMULATED_READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One emulated image at a time: two at once on a small machine only make both slower.
+static EMULATION: Mutex<()> = Mutex::new(());
 
 /// The workspace and the arm64 build of `name`, when this machine can run it.
 fn arm64_build(name: &str) -> Option<(Context, Built)> {
@@ -50,19 +55,22 @@ fn emulation() -> Result<()> {
 }
 
 /// Starts the arm64 image (its companions at their usual, native build) and waits until it is healthy.
-fn start_healthy(ctx: &Context, name: &str, built: &Built) -> Stack {
+fn start_healthy(ctx: &Context, name: &str, built: &Built) -> (MutexGuard<'static, ()>, Stack) {
+    let turn = EMULATION.lock().unwrap_or_else(|poison| poison.into_inner());
     let sh = &ctx.sh;
     let reference = &built.reference;
     let format = "{{.Os}}/{{.Architecture}}";
     let platform = cmd!(sh, "docker image inspect --format {format} {reference}").quiet().read().unwrap();
     assert_eq!(platform, "linux/arm64", "{reference} is not an arm64 image");
     let image = ctx.image(name).unwrap();
-    let stack = stack::start(ctx, image, reference, &Options::default()).expect("start the arm64 image");
+    let ready_timeout = format!("{}s", EMULATED_READY_TIMEOUT.as_secs());
+    let options = Options { env: [("READY_TIMEOUT".to_owned(), ready_timeout)].into(), ..Options::default() };
+    let stack = stack::start(ctx, image, reference, &options).expect("start the arm64 image");
     let health = image.health().expect("health settings");
-    let emulated = Health { timeout: health.timeout.max(EMULATED_HEALTH_TIMEOUT), ..health.clone() };
+    let emulated = Health { timeout: health.timeout.max(EMULATED_READY_TIMEOUT), ..health.clone() };
     let elapsed = stack.wait_healthy(&emulated).expect("healthy under emulation");
     eprintln!("{reference} healthy under emulation after {:.1}s", elapsed.as_secs_f64());
-    stack
+    (turn, stack)
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -72,7 +80,7 @@ fn client() -> reqwest::blocking::Client {
 #[test]
 fn giropops_senhas_on_arm64_generates_a_password() {
     let Some((ctx, built)) = arm64_build("giropops-senhas") else { return };
-    let stack = start_healthy(&ctx, "giropops-senhas", &built);
+    let (_turn, stack) = start_healthy(&ctx, "giropops-senhas", &built);
     let base = stack.base_url().unwrap();
     let response = client()
         .post(format!("{base}/api/gerar-senha"))
@@ -87,7 +95,7 @@ fn giropops_senhas_on_arm64_generates_a_password() {
 #[test]
 fn fake_shop_on_arm64_serves_its_front_page_from_postgresql() {
     let Some((ctx, built)) = arm64_build("fake-shop") else { return };
-    let stack = start_healthy(&ctx, "fake-shop", &built);
+    let (_turn, stack) = start_healthy(&ctx, "fake-shop", &built);
     let base = stack.base_url().unwrap();
     let response = client().get(format!("{base}/shop")).send().unwrap();
     assert_eq!(response.status(), 200);
