@@ -49,6 +49,9 @@ enum Command {
     Rescan(rescan::RescanArgs),
     /// Verify an image's signature (and SBOM attestation) before deploying it; prints the digest it verified.
     Verify(verify::VerifyArgs),
+    /// Verify every image as `verify` does, then deploy the verified digests to Kubernetes with the admission policy
+    /// (deploy/kubernetes/); --dry-run runs only the server-side dry runs.
+    DeployKubernetes(deploy_kubernetes::DeployKubernetesArgs),
     /// Measure the images against common baselines, side by side; writes docs/benchmarks.md.
     Bench(bench::BenchArgs),
 }
@@ -86,6 +89,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Reproduce(args) => reproduce::run(&ctx, &args),
         Command::Rescan(args) => rescan::run(&ctx, &args),
         Command::Verify(args) => verify::run(&ctx, &args),
+        Command::DeployKubernetes(args) => deploy_kubernetes::run(&ctx, &args),
         Command::Bench(args) => bench::run(&ctx, &args),
     }
 }

@@ -311,7 +311,8 @@ pub fn network_address(ctx: &Context, container: &str, network: &str) -> Result<
     address.parse().with_context(|| format!("container {container} has no address on network {network}"))
 }
 
-fn random_hex(bytes: usize) -> Result<String> {
+/// `bytes` random bytes from the kernel, as hex: passwords made for a run or a deploy.
+pub fn random_hex(bytes: usize) -> Result<String> {
     use std::io::Read;
     let mut buffer = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buffer)?;

@@ -1,4 +1,4 @@
-//! Container registries through `oci-client`: image references, tag-to-digest resolution, referrers, pushing an OCI
+//! Container registries through `oci-client`: image references, tag-to-digest resolution, pushing an OCI
 //! image layout byte for byte, the credentials `docker login` stored (its config file, credential store and
 //! helpers), and how a registry that cannot be reached is told apart from one that refuses.
 
@@ -14,9 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::{
-    OciImageIndex, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
-};
+use oci_client::manifest::{IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
@@ -108,49 +106,6 @@ pub fn resolve_digest(reference: &Reference) -> Result<String> {
             session.explain(error, &reference.to_string())
         }
     })
-}
-
-/// An artifact that refers to an image: a signature, an attestation.
-#[derive(Debug)]
-pub struct Referrer {
-    pub digest: String,
-    /// `dev.sigstore.bundle.predicateType`, e.g. `https://sigstore.dev/cosign/sign/v1` for a cosign signature.
-    pub predicate_type: Option<String>,
-    pub created: Option<String>,
-}
-
-const PREDICATE_TYPE: &str = "dev.sigstore.bundle.predicateType";
-const CREATED: &str = "org.opencontainers.image.created";
-
-/// The referrers of `digest`: from the OCI 1.1 referrers API, or on registries without it from the fallback tag
-/// `sha256-<hex>` that clients maintain instead.
-pub fn referrers(reference: &Reference, digest: &str) -> Result<Vec<Referrer>> {
-    let session = Session::new(&reference.registry)?;
-    let repository = &reference.repository;
-    let subject = session.pinned(repository, digest);
-    // oci-client reads the fallback tag itself when the API answers 404; some registries refuse otherwise, and the
-    // fallback tag is next then too. Only an unreachable or refusing registry ends the search.
-    let entries = match session.run(session.client.pull_referrers(&subject, None)) {
-        Ok(index) => index.manifests.into_iter().map(|entry| (entry.digest, entry.annotations)).collect(),
-        Err(error) if unreachable_cause(&error).is_some() || refusal(&error).is_some() => {
-            return Err(session.explain(error, &format!("the referrers of {}", reference.pinned(digest))));
-        }
-        Err(_) => session.fallback_referrers(repository, digest)?,
-    };
-    let mut referrers = Vec::new();
-    for (digest, annotations) in entries {
-        // Older clients leave the annotations out of the fallback index; the manifest itself carries them.
-        let annotations = match annotations {
-            Some(annotations) if annotations.contains_key(PREDICATE_TYPE) => annotations,
-            _ => session.manifest_annotations(repository, &digest)?,
-        };
-        referrers.push(Referrer {
-            predicate_type: annotations.get(PREDICATE_TYPE).cloned(),
-            created: annotations.get(CREATED).cloned(),
-            digest,
-        });
-    }
-    Ok(referrers)
 }
 
 /// The tags of a repository (`HOST[:PORT]/NAMESPACE/NAME`); none when the repository does not exist.
@@ -381,43 +336,6 @@ impl Session {
         Ok(())
     }
 
-    /// The fallback tag's index, for registries without the referrers API; empty without one.
-    fn fallback_referrers(&self, repository: &str, digest: &str) -> Result<Vec<(String, Option<Annotations>)>> {
-        let tag = digest.replace(':', "-");
-        let image = self.tagged(repository, &tag);
-        match self.run(self.client.pull_manifest_raw(&image, &self.auth, &[OCI_IMAGE_INDEX_MEDIA_TYPE])) {
-            Ok((bytes, _)) => {
-                let index: OciImageIndex = serde_json::from_slice(&bytes).with_context(|| {
-                    format!("registry {}: {repository}:{tag} is not an image index of referrers", self.registry)
-                })?;
-                Ok(index.manifests.into_iter().map(|entry| (entry.digest, entry.annotations)).collect())
-            }
-            Err(error) if is_not_found(&error) => Ok(Vec::new()),
-            Err(error) => Err(self.explain(error, &format!("{repository}:{tag}"))),
-        }
-    }
-
-    /// The annotations of a manifest in the registry; none when it is gone.
-    fn manifest_annotations(&self, repository: &str, digest: &str) -> Result<Annotations> {
-        let image = self.pinned(repository, digest);
-        let accepted = [OCI_IMAGE_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE];
-        match self.run(self.client.pull_manifest_raw(&image, &self.auth, &accepted)) {
-            Ok((bytes, _)) => {
-                #[derive(Deserialize)]
-                struct Annotated {
-                    #[serde(default)]
-                    annotations: Annotations,
-                }
-                let manifest: Annotated = serde_json::from_slice(&bytes).with_context(|| {
-                    format!("registry {}: {repository}@{digest} is not a JSON manifest", self.registry)
-                })?;
-                Ok(manifest.annotations)
-            }
-            Err(error) if is_not_found(&error) => Ok(Annotations::new()),
-            Err(error) => Err(self.explain(error, &format!("{repository}@{digest}"))),
-        }
-    }
-
     /// One line that says what went wrong with `what` and, where there is one, the fix.
     pub(crate) fn explain(&self, error: OciDistributionError, what: &str) -> anyhow::Error {
         let registry = &self.registry;
@@ -438,8 +356,6 @@ impl Session {
         anyhow::anyhow!("registry {registry}: {what} failed: {text}")
     }
 }
-
-type Annotations = std::collections::BTreeMap<String, String>;
 
 /// Why the registry could not be reached at all, if that is what the error says.
 fn unreachable_cause(error: &OciDistributionError) -> Option<String> {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bootstrap;
 pub mod build;
 pub mod ci;
+pub mod deploy_kubernetes;
 pub mod healthcheck;
 pub mod lock;
 pub mod mirror_db;
