@@ -12,6 +12,7 @@ pub mod revision;
 // Running things.
 pub mod docker;
 pub mod process;
+pub mod running;
 pub mod stack;
 pub mod stamp;
 

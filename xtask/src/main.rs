@@ -49,9 +49,10 @@ enum Command {
     Rescan(rescan::RescanArgs),
     /// Verify an image's signature (and SBOM attestation) before deploying it; prints the digest it verified.
     Verify(verify::VerifyArgs),
-    /// Verify every image as `verify` does, then deploy the verified digests to Kubernetes with the admission policy
-    /// (deploy/kubernetes/); --dry-run runs only the server-side dry runs.
-    DeployKubernetes(deploy_kubernetes::DeployKubernetesArgs),
+    /// Verify an image as `verify` does, then run exactly that digest hardened with its companions (--stop NAME ends it).
+    Deploy(Box<deploy::DeployArgs>),
+    /// Run the locally built images (building them first if needed) with their companions until Ctrl-C.
+    Up(up::UpArgs),
     /// Measure the images against common baselines, side by side; writes docs/benchmarks.md.
     Bench(bench::BenchArgs),
 }
@@ -89,7 +90,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Reproduce(args) => reproduce::run(&ctx, &args),
         Command::Rescan(args) => rescan::run(&ctx, &args),
         Command::Verify(args) => verify::run(&ctx, &args),
-        Command::DeployKubernetes(args) => deploy_kubernetes::run(&ctx, &args),
+        Command::Deploy(args) => deploy::run(&ctx, &args),
+        Command::Up(args) => up::run(&ctx, &args),
         Command::Bench(args) => bench::run(&ctx, &args),
     }
 }

@@ -98,13 +98,13 @@ impl Out {
         self.dir.join("release").join("cosign.pub")
     }
 
-    /// The manifests `deploy-kubernetes` rendered with the verified digests (no secret in them):
+    /// The manifests `deploy --kubernetes` rendered with the verified digests (no secret in them):
     /// `out/kubernetes/manifests.yaml`.
     pub fn kubernetes_manifests(&self) -> PathBuf {
         self.dir.join("kubernetes").join("manifests.yaml")
     }
 
-    /// The admission policy `deploy-kubernetes` rendered from its trust flags: `out/kubernetes/cluster-image-policy.yaml`.
+    /// The admission policy `deploy --kubernetes` rendered from its trust flags: `out/kubernetes/cluster-image-policy.yaml`.
     pub fn kubernetes_policy(&self) -> PathBuf {
         self.dir.join("kubernetes").join("cluster-image-policy.yaml")
     }

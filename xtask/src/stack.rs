@@ -4,6 +4,9 @@
 //! started here carries the label [`LABEL`] with the id of the process that started it; a run that was
 //! killed leaves them behind, and the next run sweeps those whose process is gone (runs still going on
 //! beside it keep theirs).
+//!
+//! What a run is made of (hardening, environment and password, a companion's ready line, waiting for health) is
+//! shared with `running.rs`, which starts the same containers to outlive the process (`deploy`, `up`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -22,8 +25,9 @@ use crate::images::{self, Health, Image};
 /// Label on every container and network the xtask starts.
 pub const LABEL: &str = "distroless-python.xtask";
 
-/// The hardened run every image must survive unchanged (`compose.yaml` runs them the same way, a test checks):
-/// a read-only root filesystem with a tmpfs on `/tmp`, no capabilities, no privilege escalation.
+/// The hardened run every image must survive unchanged (`deploy` and `up` run them the same way, through
+/// [`Hardening::docker_run_flags`]): a read-only root filesystem with a tmpfs on `/tmp`, no capabilities, no
+/// privilege escalation.
 pub struct Hardening {
     pub read_only: bool,
     pub tmpfs: &'static str,
@@ -33,6 +37,45 @@ pub struct Hardening {
 
 pub const HARDENING: Hardening =
     Hardening { read_only: true, tmpfs: "/tmp", cap_drop: "ALL", security_opt: "no-new-privileges" };
+
+impl Hardening {
+    /// The same settings as `docker run` flags. The tmpfs is a `--mount`, as testcontainers mounts it (`--tmpfs`
+    /// would add noexec and a size limit): what runs long-lived is exactly what the healthcheck tested.
+    pub fn docker_run_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if self.read_only {
+            flags.push("--read-only".to_owned());
+        }
+        flags.extend(["--mount".to_owned(), format!("type=tmpfs,destination={}", self.tmpfs)]);
+        flags.extend(["--cap-drop".to_owned(), self.cap_drop.to_owned()]);
+        flags.extend(["--security-opt".to_owned(), self.security_opt.to_owned()]);
+        flags
+    }
+}
+
+/// What `${password}` in an image's settings stands for: one secret per run, shared by the app and its companions
+/// (the app's DB_PASSWORD is the database's POSTGRES_PASSWORD), never written down.
+pub const PASSWORD_PLACEHOLDER: &str = "${password}";
+
+/// The environment of a container: its settings, then `overrides`, with the run's password put in.
+pub fn environment(
+    settings: &BTreeMap<String, String>,
+    overrides: &BTreeMap<String, String>,
+    password: &str,
+) -> BTreeMap<String, String> {
+    let mut env = settings.clone();
+    env.extend(overrides.clone());
+    env.into_iter().map(|(key, value)| (key, value.replace(PASSWORD_PLACEHOLDER, password))).collect()
+}
+
+/// The stderr line that says a companion is ready: its published port answers as soon as the container starts
+/// (docker-proxy), so readiness comes from the companion's own log.
+pub fn ready_log<'a>(companion: &'a Image, needed_by: &str) -> Result<&'a str> {
+    match &companion.settings.ready_log {
+        Some(line) => Ok(line),
+        None => bail!("image {} is needed by {needed_by} but its image.toml has no `ready_log`", companion.name),
+    }
+}
 
 /// How the app container is started.
 #[derive(Default, Clone)]
@@ -148,7 +191,6 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
         (None, Some(network)) => network.name.clone(),
         (None, None) => unreachable!("a network is created when none is given"),
     };
-    // One password per run for everything whose settings say `${password}`: none is written down.
     let password = random_hex(16)?;
     let tag = reference.rsplit_once(':').map(|(_, tag)| tag).context("reference without a tag")?;
     // Companions run beside any platform's image at their one (amd64) build of the same revision.
@@ -162,15 +204,9 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
         for need in &image.settings.needs {
             let companion_image = ctx.image(&need.image)?;
             let companion_reference = images::reference(&need.image, revision);
-            let mut env = companion_image.settings.env.clone();
-            env.extend(need.env.clone());
-            // The published port answers as soon as the container starts (docker-proxy), so readiness
-            // comes from the companion's own log line.
-            let ready = match &companion_image.settings.ready_log {
-                Some(line) => WaitFor::message_on_stderr(line.as_str()),
-                None => bail!("image {} is needed by {} but its image.toml has no `ready_log`", need.image, image.name),
-            };
-            let container = container_request(&companion_reference, need.port, ready, &env, &password, &network_name)
+            let env = environment(&companion_image.settings.env, &need.env, &password);
+            let ready = WaitFor::message_on_stderr(ready_log(companion_image, &image.name)?);
+            let container = container_request(&companion_reference, need.port, ready, &env, &network_name)
                 .start()
                 .with_context(|| format!("starting {} (needed by {})", companion_reference, image.name))?;
             let address = network_address(ctx, container.id(), &network_name)?;
@@ -179,14 +215,12 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
         }
     }
 
-    let mut env = image.settings.env.clone();
-    env.extend(options.env.clone());
-    let mut request =
-        container_request(reference, image.settings.port, WaitFor::Nothing, &env, &password, &network_name)
-            .with_readonly_rootfs(HARDENING.read_only)
-            .with_mount(Mount::tmpfs_mount(HARDENING.tmpfs))
-            .with_cap_drop(HARDENING.cap_drop)
-            .with_security_opt(HARDENING.security_opt);
+    let env = environment(&image.settings.env, &options.env, &password);
+    let mut request = container_request(reference, image.settings.port, WaitFor::Nothing, &env, &network_name)
+        .with_readonly_rootfs(HARDENING.read_only)
+        .with_mount(Mount::tmpfs_mount(HARDENING.tmpfs))
+        .with_cap_drop(HARDENING.cap_drop)
+        .with_security_opt(HARDENING.security_opt);
     if !options.cmd.is_empty() {
         request = request.with_cmd(options.cmd.clone());
     }
@@ -194,17 +228,7 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
         request = request.with_host(host, Host::Addr(address));
     }
     let started = Instant::now();
-    let app = request.start().map_err(|error| {
-        let message = format!("{error:#}");
-        if message.contains("address already in use") {
-            anyhow::anyhow!(
-                "starting {reference}: a host port it needs is already in use ({message}); stop what listens \
-                 there (`ss -ltnp`) or the container that holds it (`docker ps`)"
-            )
-        } else {
-            anyhow::anyhow!("starting {reference}: {message}")
-        }
-    })?;
+    let app = request.start().map_err(|error| start_error(reference, &format!("{error:#}")))?;
     Ok(Stack {
         app,
         _companions: companions,
@@ -215,12 +239,23 @@ pub fn start(ctx: &Context, image: &Image, reference: &str, options: &Options) -
     })
 }
 
+/// Why a container did not start, with the fix for the usual cause.
+pub fn start_error(reference: &str, message: &str) -> anyhow::Error {
+    if message.contains("address already in use") || message.contains("port is already allocated") {
+        anyhow::anyhow!(
+            "starting {reference}: a host port it needs is already in use ({message}); stop what listens \
+             there (`ss -ltnp`) or the container that holds it (`docker ps`)"
+        )
+    } else {
+        anyhow::anyhow!("starting {reference}: {message}")
+    }
+}
+
 fn container_request(
     reference: &str,
     port: u16,
     ready: WaitFor,
     env: &BTreeMap<String, String>,
-    password: &str,
     network: &str,
 ) -> testcontainers::ContainerRequest<GenericImage> {
     let (name, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
@@ -231,7 +266,7 @@ fn container_request(
         .with_label(LABEL, owner())
         .with_startup_timeout(Duration::from_secs(120));
     for (key, value) in env {
-        request = request.with_env_var(key, value.replace("${password}", password));
+        request = request.with_env_var(key, value);
     }
     request
 }
@@ -239,27 +274,8 @@ fn container_request(
 impl Stack {
     /// Polls the health endpoint until it answers the expected status; returns the time since start.
     pub fn wait_healthy(&self, health: &Health) -> Result<Duration> {
-        let client = http_client()?;
         let url = format!("{}{}", self.base_url()?, health.path);
-        let deadline = self.started + health.timeout;
-        let mut last = String::from("no answer yet");
-        while Instant::now() < deadline {
-            match client.get(&url).send() {
-                Ok(response) if response.status().as_u16() == health.status => return Ok(self.started.elapsed()),
-                Ok(response) => last = format!("answered {}", response.status()),
-                Err(error) => last = crate::process::error_chain(&error),
-            }
-            if !self.app.is_running().unwrap_or(false) {
-                bail!("the container exited before it was healthy\n{}", self.failure_report());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!(
-            "{url} did not answer {} within {:?} (last: {last})\n{}",
-            health.status,
-            health.timeout,
-            self.failure_report()
-        )
+        poll_health(&url, health, self.started, || self.app.is_running().unwrap_or(false), || self.failure_report())
     }
 
     /// The container's exit code and the last lines of its logs, for error messages.
@@ -271,9 +287,7 @@ impl Stack {
         };
         let mut logs = String::from_utf8_lossy(&self.app.stdout_to_vec().unwrap_or_default()).into_owned();
         logs.push_str(&String::from_utf8_lossy(&self.app.stderr_to_vec().unwrap_or_default()));
-        let tail: Vec<&str> = logs.lines().rev().take(30).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("container {} {exit}; last log lines:\n  {}", self.app.id(), tail.join("\n  "))
+        failure_text(self.app.id(), &exit, &logs)
     }
 
     pub fn network(&self) -> &str {
@@ -294,6 +308,39 @@ impl Stack {
     }
 }
 
+/// Polls `url` until it answers the health status; returns the time since `started`. Stops early, with
+/// `failure_report`, when the container is no longer running.
+pub fn poll_health(
+    url: &str,
+    health: &Health,
+    started: Instant,
+    is_running: impl Fn() -> bool,
+    failure_report: impl Fn() -> String,
+) -> Result<Duration> {
+    let client = http_client()?;
+    let deadline = started + health.timeout;
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        match client.get(url).send() {
+            Ok(response) if response.status().as_u16() == health.status => return Ok(started.elapsed()),
+            Ok(response) => last = format!("answered {}", response.status()),
+            Err(error) => last = crate::process::error_chain(&error),
+        }
+        if !is_running() {
+            bail!("the container exited before it was healthy\n{}", failure_report());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{url} did not answer {} within {:?} (last: {last})\n{}", health.status, health.timeout, failure_report())
+}
+
+/// A container's state and the last 30 lines of its logs, for error messages.
+pub fn failure_text(container: &str, state: &str, logs: &str) -> String {
+    let tail: Vec<&str> = logs.lines().rev().take(30).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    format!("container {container} {state}; last log lines:\n  {}", tail.join("\n  "))
+}
+
 /// A blocking HTTP client that never goes through a proxy: every target is on this machine.
 pub fn http_client() -> Result<reqwest::blocking::Client> {
     Ok(reqwest::blocking::Client::builder()
@@ -311,7 +358,7 @@ pub fn network_address(ctx: &Context, container: &str, network: &str) -> Result<
     address.parse().with_context(|| format!("container {container} has no address on network {network}"))
 }
 
-/// `bytes` random bytes from the kernel, as hex: passwords made for a run or a deploy.
+/// `bytes` random bytes from the kernel, as hex: run passwords and unique names.
 pub fn random_hex(bytes: usize) -> Result<String> {
     use std::io::Read;
     let mut buffer = vec![0u8; bytes];
@@ -321,20 +368,22 @@ pub fn random_hex(bytes: usize) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::HARDENING;
+    use super::*;
 
-    /// `compose.yaml` runs the app images as the healthcheck and the tests do.
     #[test]
-    fn compose_runs_the_apps_with_the_same_hardening() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let compose = std::fs::read_to_string(root.join("compose.yaml")).unwrap();
-        for line in [
-            format!("read_only: {}", HARDENING.read_only),
-            format!("tmpfs: [{}]", HARDENING.tmpfs),
-            format!("cap_drop: [{}]", HARDENING.cap_drop),
-            format!("security_opt: [\"{}:true\"]", HARDENING.security_opt),
-        ] {
-            assert!(compose.lines().any(|text| text.trim() == line), "compose.yaml lacks `{line}`");
-        }
+    fn the_docker_run_flags_say_what_the_hardening_says() {
+        assert_eq!(
+            HARDENING.docker_run_flags().join(" "),
+            "--read-only --mount type=tmpfs,destination=/tmp --cap-drop ALL --security-opt no-new-privileges"
+        );
+    }
+
+    #[test]
+    fn settings_then_overrides_with_the_run_password_put_in() {
+        let settings = BTreeMap::from([("A".into(), "${password}".into()), ("B".into(), "settings".into())]);
+        let overrides = BTreeMap::from([("B".into(), "override".into()), ("C".into(), "x${password}y".into())]);
+        let env = environment(&settings, &overrides, "s3cret");
+        let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+        assert_eq!(env, [("A", "s3cret"), ("B", "override"), ("C", "xs3crety")]);
     }
 }

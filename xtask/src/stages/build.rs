@@ -138,10 +138,14 @@ fn build_one(
     let assembling = Instant::now();
     let labels = labels(ctx, image)?;
     let (engine_id, _) = crate::docker::image_id_and_size(&ctx.sh, &engine_image)?;
-    // The layout is a function of the engine's image, the labels and the commit time: written again only when one
-    // of them changed (and loaded again only when the engine lost it).
-    let source =
-        serde_json::json!({ "engine image": engine_id, "labels": labels, "epoch": ctx.revision()?.commit_time });
+    // The layout is a function of the engine's image, the labels and the commit time, and is loaded under the tag:
+    // written again only when one of them changed (and loaded again only when the engine lost it).
+    let source = serde_json::json!({
+        "engine image": engine_id,
+        "labels": labels,
+        "epoch": ctx.revision()?.commit_time,
+        "tag": reference,
+    });
     let layout_dir = ctx.out.platform_layout(&image.name, platform);
     let recorded = layout_dir.with_extension("json");
     let previous: Option<(serde_json::Value, Layout)> =

@@ -1,4 +1,4 @@
-//! `cargo xtask deploy-kubernetes`: runs in a Kubernetes cluster only what was verified.
+//! `cargo xtask deploy --kubernetes`: runs in a Kubernetes cluster only what was verified.
 //!
 //! Every image the manifests name (`deploy/kubernetes/base`, or `--manifests DIR`) is verified first, as `cargo
 //! xtask verify` does it (the same function): a released one with its signature, SBOM and provenance, a companion
@@ -29,35 +29,37 @@ const FIELD_MANAGER: &str = "--field-manager=distroless-python-xtask";
 /// policy-controller's resource: where it is installed, the deploy applies the admission policy.
 const POLICY_CRD: &str = "clusterimagepolicies.policy.sigstore.dev";
 
+/// `cargo xtask deploy --kubernetes`: the flags of the Kubernetes path (the trust and requirement flags are
+/// `deploy`'s, which are `verify`'s).
 #[derive(clap::Args, Debug, Default)]
-pub struct DeployKubernetesArgs {
+pub struct KubernetesArgs {
+    /// Deploy to Kubernetes: every image of deploy/kubernetes/ verified, the verified digests applied with the
+    /// admission policy, the rollouts waited for.
+    #[arg(long, requires = "registry", conflicts_with_all = ["image", "no_verify", "name", "port", "stop"])]
+    pub kubernetes: bool,
     /// Where the images are: HOST[:PORT]/NAMESPACE, as given to `release --registry`. Each image is
     /// HOST[:PORT]/NAMESPACE/<image>:<tag> (resolved to its digest once).
-    #[arg(long, value_name = "HOST[:PORT]/NAMESPACE")]
-    pub registry: String,
+    #[arg(long, value_name = "HOST[:PORT]/NAMESPACE", requires = "kubernetes")]
+    pub registry: Option<String>,
     /// The tag to deploy (default: this checkout's revision, as `release` tags it).
-    #[arg(long)]
+    #[arg(long, requires = "kubernetes")]
     pub tag: Option<String>,
     /// Another reference for one image, e.g. postgres=registry.example/db/postgres@sha256:... (repeatable).
-    #[arg(long = "image", value_name = "NAME=IMAGE", value_parser = parse_override)]
+    #[arg(long = "image", value_name = "NAME=IMAGE", value_parser = parse_override, requires = "kubernetes")]
     pub images: Vec<(String, String)>,
     /// The kubeconfig context to deploy to (default: kubectl's current context).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", requires = "kubernetes")]
     pub context: Option<String>,
     /// Only the server-side dry runs: nothing in the cluster changes.
-    #[arg(long)]
+    #[arg(long, requires = "kubernetes")]
     pub dry_run: bool,
     /// The kustomization to deploy (default: deploy/kubernetes/base; deploy/kubernetes/external-redis runs one
     /// Redis for every giropops-senhas pod).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", requires = "kubernetes")]
     pub manifests: Option<PathBuf>,
     /// How long to wait for each rollout, in kubectl's form (90s, 5m).
-    #[arg(long, default_value = "5m")]
+    #[arg(long, default_value = "5m", requires = "kubernetes")]
     pub timeout: String,
-    #[command(flatten)]
-    pub trust: TrustArgs,
-    #[command(flatten)]
-    pub require: RequireArgs,
 }
 
 fn parse_override(text: &str) -> Result<(String, String), String> {
@@ -128,8 +130,8 @@ pub enum Input {
     },
 }
 
-pub fn run(ctx: &Context, args: &DeployKubernetesArgs) -> Result<()> {
-    let (verifier, tlog) = args.trust.verifier()?;
+pub fn run(ctx: &Context, trust: &TrustArgs, require: &RequireArgs, args: &KubernetesArgs) -> Result<()> {
+    let (verifier, tlog) = trust.verifier()?;
     let kubectl = kubernetes::kubectl()?;
     let dir = args.manifests.clone().unwrap_or_else(|| ctx.root.join(kubernetes::BASE));
     let mut manifests = Manifests::build(ctx, &kubectl, &dir)?;
@@ -140,7 +142,7 @@ pub fn run(ctx: &Context, args: &DeployKubernetesArgs) -> Result<()> {
     let mut pinned = Vec::new();
     for (name, reference) in &references {
         let released = ctx.image(name).is_ok_and(|image| image.settings.release);
-        let require = if released { args.require.clone() } else { companion_requirements(&args.require) };
+        let require = if released { require.clone() } else { companion_requirements(require) };
         let verified =
             verify::image(&cosign, &Reference::parse(reference)?, &verifier, tlog, &require).with_context(|| {
                 format!(
@@ -157,8 +159,7 @@ pub fn run(ctx: &Context, args: &DeployKubernetesArgs) -> Result<()> {
     let scope = policy::Scope {
         released: pinned.iter().filter(|image| image.released).map(|image| repository(&image.verified)).collect(),
         companions: pinned.iter().filter(|image| !image.released).map(|image| repository(&image.verified)).collect(),
-        source_repository: args
-            .require
+        source_repository: require
             .source_repository
             .clone()
             .unwrap_or_else(|| crate::provenance::source_repository(ctx)),
@@ -184,8 +185,9 @@ pub fn run(ctx: &Context, args: &DeployKubernetesArgs) -> Result<()> {
 }
 
 /// The reference of each image the manifests name: `--image NAME=IMAGE`, else REGISTRY/NAMESPACE/NAME:TAG.
-fn references(ctx: &Context, args: &DeployKubernetesArgs, manifests: &Manifests) -> Result<Vec<(String, String)>> {
-    let destination = Destination::parse(&args.registry)?;
+fn references(ctx: &Context, args: &KubernetesArgs, manifests: &Manifests) -> Result<Vec<(String, String)>> {
+    let registry = args.registry.as_deref().context("--kubernetes needs --registry HOST[:PORT]/NAMESPACE")?;
+    let destination = Destination::parse(registry)?;
     let tag = match &args.tag {
         Some(tag) => tag.clone(),
         None => {
