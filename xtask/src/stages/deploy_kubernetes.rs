@@ -130,46 +130,17 @@ pub enum Input {
     },
 }
 
+/// What a deploy applies, verified and rendered before any cluster is asked.
+#[derive(Debug)]
+pub struct Prepared {
+    pub images: Vec<Pinned>,
+    pub rendered: Rendered,
+}
+
 pub fn run(ctx: &Context, trust: &TrustArgs, require: &RequireArgs, args: &KubernetesArgs) -> Result<()> {
-    let (verifier, tlog) = trust.verifier()?;
-    let kubectl = kubernetes::kubectl()?;
-    let dir = args.manifests.clone().unwrap_or_else(|| ctx.root.join(kubernetes::BASE));
-    let mut manifests = Manifests::build(ctx, &kubectl, &dir)?;
-
-    // Every image before anything reaches the cluster: one that does not verify stops the deploy here.
-    let cosign = cosign::cosign(ctx)?;
-    let references = references(ctx, args, &manifests)?;
-    let mut pinned = Vec::new();
-    for (name, reference) in &references {
-        let released = ctx.image(name).is_ok_and(|image| image.settings.release);
-        let require = if released { require.clone() } else { companion_requirements(require) };
-        let verified =
-            verify::image(&cosign, &Reference::parse(reference)?, &verifier, tlog, &require).with_context(|| {
-                format!(
-                    "verifying image {name} ({reference}): it did not verify, so nothing was applied to the cluster"
-                )
-            })?;
-        verify::print(&verified, &verifier);
-        pinned.push(Pinned { name: name.clone(), released, verified });
-    }
-    eprintln!("xtask: {}", tlog.describe());
-
-    manifests.pin(&pinned.iter().map(|image| (image.name.clone(), image.verified.pinned.clone())).collect())?;
-    manifests.check().with_context(|| format!("checking the manifests of {}", dir.display()))?;
-    let scope = policy::Scope {
-        released: pinned.iter().filter(|image| image.released).map(|image| repository(&image.verified)).collect(),
-        companions: pinned.iter().filter(|image| !image.released).map(|image| repository(&image.verified)).collect(),
-        source_repository: require
-            .source_repository
-            .clone()
-            .unwrap_or_else(|| crate::provenance::source_repository(ctx)),
-    };
-    let policies = policy::render_file(ctx, &verifier, tlog, &scope)?;
-    let rendered = render(&manifests, &policies)?;
-    write(ctx, &rendered)?;
-
-    let kubectl = Kubectl { path: kubectl, context: args.context.clone() };
-    let facts = kubectl.facts(&rendered)?;
+    let prepared = prepare(ctx, trust, require, args)?;
+    let kubectl = Kubectl { path: kubernetes::kubectl()?, context: args.context.clone() };
+    let facts = kubectl.facts(&prepared.rendered)?;
     if !facts.policy_controller {
         eprintln!(
             "WARNING: policy-controller is not installed in this cluster ({POLICY_CRD} is unknown): nothing but this \
@@ -178,10 +149,55 @@ pub fn run(ctx: &Context, trust: &TrustArgs, require: &RequireArgs, args: &Kuber
         );
     }
     let options = Options { context: args.context.clone(), dry_run: args.dry_run, timeout: args.timeout.clone() };
-    for step in plan(&rendered, &facts, &options)? {
+    for step in plan(&prepared.rendered, &facts, &options)? {
         kubectl.run(&step)?;
     }
-    print(&kubectl, &rendered, &pinned, &facts, args.dry_run)
+    print(&kubectl, &prepared, &facts, args.dry_run)
+}
+
+/// Everything a deploy does before it asks the cluster anything: verifies every image the manifests name (a released
+/// one as `verify` does, a companion by its signature), renders the manifests with those digests and checks them,
+/// renders the admission policy from the same trust, and writes both to `out/kubernetes/`.
+pub fn prepare(ctx: &Context, trust: &TrustArgs, require: &RequireArgs, args: &KubernetesArgs) -> Result<Prepared> {
+    let (verifier, tlog) = trust.verifier()?;
+    let kubectl = kubernetes::kubectl()?;
+    let dir = args.manifests.clone().unwrap_or_else(|| ctx.root.join(kubernetes::BASE));
+    let mut manifests = Manifests::build(ctx, &kubectl, &dir)?;
+
+    // Every image before anything reaches the cluster: one that does not verify stops the deploy here.
+    let cosign = cosign::cosign(ctx)?;
+    let mut images = Vec::new();
+    for (name, reference) in references(ctx, args, &manifests)? {
+        let released = ctx.image(&name).is_ok_and(|image| image.settings.release);
+        let require = if released { require.clone() } else { companion_requirements(require) };
+        let verified =
+            verify::image(&cosign, &Reference::parse(&reference)?, &verifier, tlog, &require).with_context(|| {
+                format!(
+                    "verifying image {name} ({reference}): it did not verify, so nothing was applied to the cluster"
+                )
+            })?;
+        verify::print(&verified, &verifier);
+        images.push(Pinned { name, released, verified });
+    }
+    eprintln!("xtask: {}", tlog.describe());
+
+    manifests.pin(&images.iter().map(|image| (image.name.clone(), image.verified.pinned.clone())).collect())?;
+    manifests.check().with_context(|| format!("checking the manifests of {}", dir.display()))?;
+    let of = |released: bool| -> Vec<String> {
+        images.iter().filter(|image| image.released == released).map(|image| repository(&image.verified)).collect()
+    };
+    let scope = policy::Scope {
+        released: of(true),
+        companions: of(false),
+        source_repository: require
+            .source_repository
+            .clone()
+            .unwrap_or_else(|| crate::provenance::source_repository(ctx)),
+    };
+    let policies = policy::render_file(ctx, &verifier, tlog, &scope)?;
+    let rendered = render(&manifests, &policies)?;
+    write(ctx, &rendered)?;
+    Ok(Prepared { images, rendered })
 }
 
 /// The reference of each image the manifests name: `--image NAME=IMAGE`, else REGISTRY/NAMESPACE/NAME:TAG.
@@ -516,7 +532,8 @@ fn new_secrets(namespace: &str, secrets: &BTreeMap<String, BTreeSet<String>>) ->
 }
 
 /// Where everything answers, for people. Secret values are never printed: where they are kept is.
-fn print(kubectl: &Kubectl, rendered: &Rendered, pinned: &[Pinned], facts: &Facts, dry_run: bool) -> Result<()> {
+fn print(kubectl: &Kubectl, prepared: &Prepared, facts: &Facts, dry_run: bool) -> Result<()> {
+    let rendered = &prepared.rendered;
     let context = match &kubectl.context {
         Some(context) => context.clone(),
         None => kubectl.read(&["config", "current-context"]).unwrap_or_else(|_| "(kubectl's default)".to_owned()),
@@ -526,7 +543,7 @@ fn print(kubectl: &Kubectl, rendered: &Rendered, pinned: &[Pinned], facts: &Fact
         "{} to Kubernetes: context {context}, namespace {namespace}",
         if dry_run { "dry run passed" } else { "deployed" }
     );
-    for image in pinned {
+    for image in &prepared.images {
         let evidence = if image.released { "signature, SBOM, provenance" } else { "signature (a companion)" };
         println!("  {:<16}{} (verified: {evidence})", image.name, image.verified.pinned);
     }
