@@ -1,17 +1,30 @@
 //! The manifests of `deploy/kubernetes/` as kubectl's own kustomize builds them, the base and the external-Redis
-//! overlay, pinned and checked as `cargo xtask deploy --kubernetes` does before anything reaches a cluster. No cluster:
-//! what the API server says of them is the cluster test's (`kubectl apply --dry-run=client` needs one too, for its
-//! discovery of the resource types).
+//! overlay, pinned and checked as `cargo xtask deploy --kubernetes` does before anything reaches a cluster; and that
+//! preparation itself against images released to a registry on 127.0.0.1. No cluster: what the API server and
+//! policy-controller say is the cluster test's (`kubectl apply --dry-run=client` needs a server too, for its discovery
+//! of the resource types). With XTASK_POLICY_TESTER naming policy-controller's `tester` (cmd/tester of its module),
+//! the rendered admission policy is evaluated against those images as well.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
+use common::keys::generate_key_pair;
+use common::layout;
+use common::registry::LocalRegistry;
 use common::require;
 use serde_json::Value;
+use xshell::cmd;
 use xtask::context::Context;
+use xtask::cosign::{self, Secret, Tlog};
 use xtask::kubernetes::{self, Manifests, PLACEHOLDER};
-use xtask::stages::deploy_kubernetes;
+use xtask::platform::Platform;
+use xtask::registry::push_layout;
+use xtask::signing::{KeySource, Signer, Verifier};
+use xtask::stages::deploy_kubernetes::{self, KubernetesArgs};
+use xtask::stages::release::{publish, Destination, PlatformImage, Signing};
+use xtask::stages::verify::{RequireArgs, TrustArgs};
 
 const DIGEST: &str = "sha256:5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee5c0ffee0";
 
@@ -90,4 +103,138 @@ fn the_external_redis_overlay_switches_the_embedded_redis_off() {
     assert_eq!(redis["image"], app["image"], "Redis runs from the signed giropops-senhas image");
     assert_eq!(redis["args"][1], "redis-server");
     assert!(manifests.names_of("Service").contains(&"redis".to_owned()));
+}
+
+/// A committed checkout whose `out/` holds the SBOM and the provenance of each platform of `images`, as `ci` leaves
+/// them for `release`.
+fn released_checkout(root: &Path, images: &[&str]) -> (Context, String) {
+    std::fs::create_dir_all(root).unwrap();
+    let ctx = Context::at(root.to_owned()).unwrap();
+    std::fs::write(root.join(".gitignore"), "/out/\n").unwrap();
+    for args in [
+        &["init", "--quiet"][..],
+        &["add", "."],
+        &["-c", "user.name=xtask", "-c", "user.email=xtask@localhost", "commit", "--quiet", "-m", "release me"],
+    ] {
+        ctx.read("git", args).unwrap();
+    }
+    let commit = ctx.read("git", &["rev-parse", "HEAD"]).unwrap();
+    for image in images {
+        for platform in Platform::ALL {
+            let sbom = ctx.out.sbom(&format!("{image}/{}", platform.arch()));
+            std::fs::create_dir_all(sbom.parent().unwrap()).unwrap();
+            std::fs::write(&sbom, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[]}"#)
+                .unwrap();
+            let provenance = serde_json::json!({
+                "buildDefinition": {
+                    "buildType": xtask::provenance::BUILD_TYPE,
+                    "externalParameters": {
+                        "image": image,
+                        "platform": platform.docker(),
+                        "source": { "repository": "https://example.test/distroless-python", "revision": commit },
+                    },
+                },
+                "runDetails": { "builder": { "id": "urn:distroless-python:host:test" } },
+            });
+            let path = ctx.out.provenance(image, platform);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, provenance.to_string()).unwrap();
+        }
+    }
+    (ctx, commit)
+}
+
+#[test]
+fn a_deploy_verifies_every_image_and_renders_what_it_verified() {
+    let workspace = Context::discover().unwrap();
+    let Some(_) = require("kubectl", kubernetes::kubectl()) else { return };
+    let Some(cosign) = require("cosign", cosign::cosign(&workspace)) else { return };
+    let Some(registry) = require("a registry binary", LocalRegistry::start(&workspace)) else { return };
+    let folder = tempfile::Builder::new().prefix("xtask-kubernetes-").tempdir().unwrap();
+    let keys = generate_key_pair(&cosign, &folder.path().join("keys"), "kubernetes test password");
+    let released = ["fake-shop", "giropops-senhas"];
+    let (ctx, commit) = released_checkout(&folder.path().join("checkout"), &released);
+    let signer = Signer::Key { key: KeySource::File(keys.private.clone()), password: Secret::new(&keys.password) };
+    let signing =
+        Signing { signer: signer.clone(), verifier: Verifier::Key(keys.public.clone()), tlog: Tlog::Offline, cosign };
+    let destination = Destination::parse(&format!("{}/team", registry.address)).unwrap();
+    let tag = ctx.revision().unwrap().tag.clone();
+
+    // Both apps released as `release` does (an index of two platforms each); postgres pushed and signed by hand.
+    let mut indexes = BTreeMap::new();
+    for image in released {
+        let platforms: Vec<PlatformImage> = Platform::ALL
+            .iter()
+            .map(|&platform| {
+                let dir = folder.path().join(format!("{image}-{}", platform.arch()));
+                let layout =
+                    layout::built_for(&dir, &format!("{image} {}", platform.arch()), Some(&commit), platform.arch());
+                PlatformImage {
+                    platform,
+                    layout: layout.dir,
+                    sbom: ctx.out.sbom(&format!("{image}/{}", platform.arch())),
+                    provenance: ctx.out.provenance(image, platform),
+                }
+            })
+            .collect();
+        let published = publish(&ctx, image, &platforms, &destination, &signing).unwrap();
+        indexes.insert(image.to_owned(), published.pinned);
+    }
+    let postgres = layout::built_from(&folder.path().join("postgres"), "postgres", None);
+    let repository = destination.repository("postgres");
+    let digest = push_layout(&postgres.dir, &repository, std::slice::from_ref(&tag)).unwrap();
+    signer.sign(&signing.cosign, &format!("{repository}@{digest}"), Tlog::Offline).unwrap();
+    indexes.insert("postgres".to_owned(), format!("{repository}@{digest}"));
+
+    let trust = TrustArgs { key: Some(keys.public.clone()), ..TrustArgs::default() };
+    let args = KubernetesArgs {
+        kubernetes: true,
+        registry: Some(format!("{}/team", registry.address)),
+        tag: Some(tag.clone()),
+        ..KubernetesArgs::default()
+    };
+    let prepared = deploy_kubernetes::prepare(&workspace, &trust, &RequireArgs::default(), &args).unwrap();
+
+    // Each image is the digest that was verified (the index, for a released one), and the manifests name nothing else.
+    let verified: BTreeMap<String, (bool, String)> = prepared
+        .images
+        .iter()
+        .map(|image| (image.name.clone(), (image.released, image.verified.pinned.clone())))
+        .collect();
+    for (name, pinned) in &indexes {
+        assert_eq!(verified[name], (name != "postgres", pinned.clone()), "{name}");
+        assert!(prepared.rendered.workloads_yaml.contains(&format!("image: {pinned}\n")), "{name}");
+    }
+    let policy = &prepared.rendered.policy_yaml;
+    let public_key = std::fs::read_to_string(&keys.public).unwrap();
+    assert!(policy.contains(public_key.lines().nth(1).unwrap()), "the policy holds the key verify took:\n{policy}");
+    assert!(policy.contains(&format!("{}/team/postgres@**", registry.address)), "{policy}");
+    assert_eq!(std::fs::read_to_string(workspace.out.kubernetes_policy()).unwrap(), *policy);
+
+    // What does not verify is named, and nothing is rendered for it.
+    let unsigned = layout::built_from(&folder.path().join("unsigned"), "unsigned", Some(&commit));
+    push_layout(&unsigned.dir, &destination.repository("fake-shop"), &["unsigned".to_owned()]).unwrap();
+    let other = KubernetesArgs {
+        images: vec![("fake-shop".into(), format!("{}:unsigned", destination.repository("fake-shop")))],
+        ..args.clone()
+    };
+    let error =
+        format!("{:#}", deploy_kubernetes::prepare(&workspace, &trust, &RequireArgs::default(), &other).unwrap_err());
+    assert!(error.contains("verifying image fake-shop") && error.contains("nothing was applied"), "{error}");
+
+    // policy-controller's own evaluation of the rendered policy, where its tester is at hand.
+    let Some(tester) = std::env::var_os("XTASK_POLICY_TESTER").map(PathBuf::from) else { return };
+    let policy_file = folder.path().join("policy.yaml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let sh = xshell::Shell::new().unwrap();
+    for pinned in indexes.values() {
+        let output =
+            cmd!(sh, "{tester} --policy {policy_file} --image {pinned}").quiet().ignore_status().output().unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "policy-controller refuses {pinned}:\n{said}");
+    }
+    let unsigned = format!("{}@{}", destination.repository("fake-shop"), unsigned.digest);
+    let output =
+        cmd!(sh, "{tester} --policy {policy_file} --image {unsigned}").quiet().ignore_status().output().unwrap();
+    assert!(!output.status.success(), "policy-controller admits the unsigned {unsigned}");
 }

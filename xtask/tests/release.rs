@@ -13,6 +13,7 @@ use base64::Engine as _;
 use xshell::cmd;
 use xtask::context::Context;
 
+use common::keys::{generate_key_pair, KeyPair};
 use common::layout::{self, Layout};
 use common::registry::{LocalRegistry, LOGIN_PASSWORD, LOGIN_USER};
 use common::require;
@@ -27,12 +28,6 @@ use xtask::stages::verify::RequireArgs;
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
-
-struct KeyPair {
-    private: PathBuf,
-    public: PathBuf,
-    password: String,
 }
 
 /// One test's world: a committed git checkout with an SBOM, a registry, cosign and a key pair.
@@ -163,20 +158,6 @@ impl Bench {
     fn path(&self) -> String {
         format!("team/{}", self.name)
     }
-}
-
-fn generate_key_pair(cosign: &Path, folder: &Path, password: &str) -> KeyPair {
-    std::fs::create_dir_all(folder).unwrap();
-    let sh = xshell::Shell::new().unwrap();
-    let prefix = folder.join("cosign");
-    cmd!(sh, "{cosign} generate-key-pair --output-key-prefix {prefix}")
-        .env("COSIGN_PASSWORD", password)
-        .stdin("")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .expect("cosign generate-key-pair");
-    KeyPair { private: folder.join("cosign.key"), public: folder.join("cosign.pub"), password: password.to_owned() }
 }
 
 fn closed_port() -> u16 {

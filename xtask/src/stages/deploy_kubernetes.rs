@@ -31,7 +31,7 @@ const POLICY_CRD: &str = "clusterimagepolicies.policy.sigstore.dev";
 
 /// `cargo xtask deploy --kubernetes`: the flags of the Kubernetes path (the trust and requirement flags are
 /// `deploy`'s, which are `verify`'s).
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct KubernetesArgs {
     /// Deploy to Kubernetes: every image of deploy/kubernetes/ verified, the verified digests applied with the
     /// admission policy, the rollouts waited for.
