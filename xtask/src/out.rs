@@ -98,7 +98,13 @@ impl Out {
         self.dir.join("release").join("cosign.pub")
     }
 
-    /// The manifests `deploy --kubernetes` rendered with the verified digests (no secret in them):
+    /// The Namespace `deploy --kubernetes` rendered (its Pod Security and policy-controller labels):
+    /// `out/kubernetes/namespace.yaml`.
+    pub fn kubernetes_namespace(&self) -> PathBuf {
+        self.dir.join("kubernetes").join("namespace.yaml")
+    }
+
+    /// The objects in the namespace `deploy --kubernetes` rendered with the verified digests (no secret in them):
     /// `out/kubernetes/manifests.yaml`.
     pub fn kubernetes_manifests(&self) -> PathBuf {
         self.dir.join("kubernetes").join("manifests.yaml")

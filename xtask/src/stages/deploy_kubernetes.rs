@@ -267,13 +267,17 @@ pub fn render(manifests: &Manifests, policies: &[Value]) -> Result<Rendered> {
 
 /// What was rendered, for people and for `kubectl apply -f` by hand: `out/kubernetes/`. No secret is in it.
 fn write(ctx: &Context, rendered: &Rendered) -> Result<()> {
-    let manifests = ctx.out.kubernetes_manifests();
-    let policy = ctx.out.kubernetes_policy();
-    std::fs::create_dir_all(manifests.parent().context("a path without a folder")?)?;
-    std::fs::write(&manifests, format!("{}{}", rendered.namespace_yaml, rendered.workloads_yaml))
-        .with_context(|| format!("writing {}", manifests.display()))?;
-    std::fs::write(&policy, &rendered.policy_yaml).with_context(|| format!("writing {}", policy.display()))?;
-    eprintln!("xtask: rendered {} and {}", manifests.display(), policy.display());
+    let files = [
+        (ctx.out.kubernetes_namespace(), &rendered.namespace_yaml),
+        (ctx.out.kubernetes_manifests(), &rendered.workloads_yaml),
+        (ctx.out.kubernetes_policy(), &rendered.policy_yaml),
+    ];
+    for (path, text) in &files {
+        std::fs::create_dir_all(path.parent().context("a path without a folder")?)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let paths: Vec<String> = files.iter().map(|(path, _)| path.display().to_string()).collect();
+    eprintln!("xtask: rendered {}", paths.join(", "));
     Ok(())
 }
 
@@ -310,8 +314,8 @@ pub fn plan(rendered: &Rendered, facts: &Facts, options: &Options) -> Result<Vec
     if options.dry_run && !facts.namespace {
         bail!(
             "the namespace {namespace} does not exist yet, and the API server refuses objects in a missing namespace \
-             even in a dry run: create it first (`kubectl apply --server-side -f out/kubernetes/manifests.yaml` would \
-             apply everything; the Namespace alone is the first document), or deploy without --dry-run"
+             even in a dry run: create it first (`kubectl apply --server-side -f out/kubernetes/namespace.yaml`), or \
+             deploy without --dry-run"
         );
     }
     if options.dry_run && facts.policy_controller && !missing_policies.is_empty() {
@@ -415,12 +419,11 @@ impl Kubectl {
         let sh = xshell::Shell::new()?;
         let (kubectl, context) = (&self.path, self.context_args());
         xshell::cmd!(sh, "{kubectl} {context...} {args...}").quiet().read().with_context(|| {
+            let context =
+                self.context.as_deref().map_or("the current context".to_owned(), |name| format!("context {name}"));
             format!(
-                "`kubectl {}` failed: is the cluster reachable ({})? `kubectl cluster-info` says",
-                args.join(" "),
-                self.context
-                    .as_deref()
-                    .map_or("the current context".to_owned(), |context| format!("context {context}"))
+                "`kubectl {}` failed: is the cluster of {context} reachable? (`kubectl cluster-info` tells)",
+                args.join(" ")
             )
         })
     }
