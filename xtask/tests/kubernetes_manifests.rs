@@ -18,6 +18,7 @@ use serde_json::Value;
 use xshell::cmd;
 use xtask::context::Context;
 use xtask::cosign::{self, Secret, Tlog};
+use xtask::kubernetes::policy::{self, Scope};
 use xtask::kubernetes::{self, Manifests, PLACEHOLDER};
 use xtask::platform::Platform;
 use xtask::registry::push_layout;
@@ -105,12 +106,17 @@ fn the_external_redis_overlay_switches_the_embedded_redis_off() {
     assert!(manifests.names_of("Service").contains(&"redis".to_owned()));
 }
 
+/// The repository the test's provenances name.
+const REPOSITORY: &str = "https://example.test/distroless-python";
+
 /// A committed checkout whose `out/` holds the SBOM and the provenance of each platform of `images`, as `ci` leaves
 /// them for `release`.
 fn released_checkout(root: &Path, images: &[&str]) -> (Context, String) {
     std::fs::create_dir_all(root).unwrap();
     let ctx = Context::at(root.to_owned()).unwrap();
     std::fs::write(root.join(".gitignore"), "/out/\n").unwrap();
+    // The repository the index's provenance names, as `release` writes it.
+    std::fs::write(root.join("Cargo.toml"), format!("[workspace.package]\nrepository = \"{REPOSITORY}\"\n")).unwrap();
     for args in [
         &["init", "--quiet"][..],
         &["add", "."],
@@ -131,7 +137,7 @@ fn released_checkout(root: &Path, images: &[&str]) -> (Context, String) {
                     "externalParameters": {
                         "image": image,
                         "platform": platform.docker(),
-                        "source": { "repository": "https://example.test/distroless-python", "revision": commit },
+                        "source": { "repository": REPOSITORY, "revision": commit },
                     },
                 },
                 "runDetails": { "builder": { "id": "urn:distroless-python:host:test" } },
@@ -193,7 +199,8 @@ fn a_deploy_verifies_every_image_and_renders_what_it_verified() {
         tag: Some(tag.clone()),
         ..KubernetesArgs::default()
     };
-    let prepared = deploy_kubernetes::prepare(&workspace, &trust, &RequireArgs::default(), &args).unwrap();
+    let require = RequireArgs { source_repository: Some(REPOSITORY.to_owned()), ..RequireArgs::default() };
+    let prepared = deploy_kubernetes::prepare(&workspace, &trust, &require, &args).unwrap();
 
     // Each image is the digest that was verified (the index, for a released one), and the manifests name nothing else.
     let verified: BTreeMap<String, (bool, String)> = prepared
@@ -218,8 +225,7 @@ fn a_deploy_verifies_every_image_and_renders_what_it_verified() {
         images: vec![("fake-shop".into(), format!("{}:unsigned", destination.repository("fake-shop")))],
         ..args.clone()
     };
-    let error =
-        format!("{:#}", deploy_kubernetes::prepare(&workspace, &trust, &RequireArgs::default(), &other).unwrap_err());
+    let error = format!("{:#}", deploy_kubernetes::prepare(&workspace, &trust, &require, &other).unwrap_err());
     assert!(error.contains("verifying image fake-shop") && error.contains("nothing was applied"), "{error}");
 
     // policy-controller's own evaluation of the rendered policy, where its tester is at hand.
@@ -237,4 +243,34 @@ fn a_deploy_verifies_every_image_and_renders_what_it_verified() {
     let output =
         cmd!(sh, "{tester} --policy {policy_file} --image {unsigned}").quiet().ignore_status().output().unwrap();
     assert!(!output.status.success(), "policy-controller admits the unsigned {unsigned}");
+    // Signed in cosign 3's default format (a Sigstore bundle as an OCI referrer) instead: policy-controller does not
+    // read it, which is why `release` signs in the tag format (cosign::SIGNING_FORMAT).
+    let bundled = layout::built_from(&folder.path().join("bundled"), "bundled", None);
+    let repository = destination.repository("postgres");
+    let digest = push_layout(&bundled.dir, &repository, &["bundled".to_owned()]).unwrap();
+    let pinned = format!("{repository}@{digest}");
+    let (cosign, private) = (&signing.cosign, &keys.private);
+    cmd!(sh, "{cosign} sign --yes --key {private} --use-signing-config=false --tlog-upload=false {pinned}")
+        .env("COSIGN_PASSWORD", &keys.password)
+        .stdin("")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .unwrap();
+    let output = cmd!(sh, "{tester} --policy {policy_file} --image {pinned}").quiet().ignore_status().output().unwrap();
+    assert!(!output.status.success(), "policy-controller reads a bundle signature after all: tag format unneeded?");
+    // The same images under a policy rendered for another repository: the provenance's Rego refuses them.
+    let scope = Scope {
+        released: released.iter().map(|image| destination.repository(image)).collect(),
+        companions: vec![destination.repository("postgres")],
+        source_repository: "https://example.test/elsewhere".to_owned(),
+    };
+    let elsewhere =
+        policy::render_file(&workspace, &Verifier::Key(keys.public.clone()), Tlog::Offline, &scope).unwrap();
+    std::fs::write(&policy_file, kubernetes::to_yaml(&elsewhere).unwrap()).unwrap();
+    let index = &indexes["fake-shop"];
+    let output = cmd!(sh, "{tester} --policy {policy_file} --image {index}").quiet().ignore_status().output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success() && said.contains("rego"), "a provenance of another repository passes: {said}");
 }
