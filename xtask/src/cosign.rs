@@ -8,8 +8,13 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::context::Context;
 
-/// The predicate type cosign gives its signatures in the referrers it stores.
-pub const SIGNATURE_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// The format signatures and attestations are written in: cosign's tags beside the image (`sha256-<hex>.sig` and
+/// `.att`), not cosign 3's default Sigstore bundles stored as OCI referrers. sigstore's policy-controller (v0.13 to
+/// v0.15 at least) reads bundles neither for a key nor for any signature, so the cluster could not admit a release
+/// otherwise; `verify` (cosign 3 reads this format where an image has no bundle) then checks exactly what the cluster
+/// checks. The signing config only produces bundles, so it is off: a keyless signature goes to the public Fulcio and
+/// Rekor, cosign's defaults.
+pub const SIGNING_FORMAT: [&str; 2] = ["--new-bundle-format=false", "--use-signing-config=false"];
 
 /// The predicate type of the SBOM attestation.
 pub const SBOM_PREDICATE: &str = "cyclonedx";
@@ -44,10 +49,11 @@ pub enum Tlog {
 }
 
 impl Tlog {
+    /// Beside [`SIGNING_FORMAT`], whose `--use-signing-config=false` cosign 3 needs with `--tlog-upload=false`.
     pub fn sign_flags(self) -> &'static [&'static str] {
         match self {
             Tlog::Upload => &[],
-            Tlog::Offline => &["--use-signing-config=false", "--tlog-upload=false"],
+            Tlog::Offline => &["--tlog-upload=false"],
         }
     }
 
@@ -206,7 +212,8 @@ mod tests {
 
     #[test]
     fn offline_flags_are_the_ones_cosign_3_needs() {
-        assert_eq!(Tlog::Offline.sign_flags(), ["--use-signing-config=false", "--tlog-upload=false"]);
+        assert_eq!(Tlog::Offline.sign_flags(), ["--tlog-upload=false"]);
+        assert!(SIGNING_FORMAT.contains(&"--use-signing-config=false"), "cosign 3 refuses --tlog-upload=false without");
         assert_eq!(Tlog::Offline.verify_flags(), ["--insecure-ignore-tlog"]);
         assert!(Tlog::Upload.sign_flags().is_empty() && Tlog::Upload.verify_flags().is_empty());
         assert!(Tlog::Offline.describe().contains("OFF"));

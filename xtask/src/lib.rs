@@ -31,6 +31,8 @@ pub mod wheels;
 
 // Supply chain.
 pub mod cosign;
+pub mod index_sbom;
+pub mod kubernetes;
 pub mod policy;
 pub mod provenance;
 pub mod registry;

@@ -50,7 +50,7 @@ enum Command {
     /// Verify an image's signature (and SBOM attestation) before deploying it; prints the digest it verified.
     Verify(verify::VerifyArgs),
     /// Verify an image as `verify` does, then run exactly that digest hardened with its companions (--stop NAME ends it).
-    Deploy(deploy::DeployArgs),
+    Deploy(Box<deploy::DeployArgs>),
     /// Run the locally built images (building them first if needed) with their companions until Ctrl-C.
     Up(up::UpArgs),
     /// Measure the images against common baselines, side by side; writes docs/benchmarks.md.

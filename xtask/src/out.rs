@@ -54,6 +54,11 @@ impl Out {
         self.dir.join("images").join(image).join("provenance.json")
     }
 
+    /// The SBOM `release` writes for an image index (its platform images by digest): `out/images/<image>/sbom.cdx.json`.
+    pub fn index_sbom(&self, image: &str) -> PathBuf {
+        self.dir.join("images").join(image).join("sbom.cdx.json")
+    }
+
     /// The OpenVEX document `release` writes from an image's allow-list entries for one platform's digest:
     /// `out/images/<image>/<arch>/vex.json`.
     pub fn vex(&self, image: &str, platform: Platform) -> PathBuf {
@@ -91,6 +96,23 @@ impl Out {
     /// The public key `release` derives from the signing key.
     pub fn release_public_key(&self) -> PathBuf {
         self.dir.join("release").join("cosign.pub")
+    }
+
+    /// The Namespace `deploy --kubernetes` rendered (its Pod Security and policy-controller labels):
+    /// `out/kubernetes/namespace.yaml`.
+    pub fn kubernetes_namespace(&self) -> PathBuf {
+        self.dir.join("kubernetes").join("namespace.yaml")
+    }
+
+    /// The objects in the namespace `deploy --kubernetes` rendered with the verified digests (no secret in them):
+    /// `out/kubernetes/manifests.yaml`.
+    pub fn kubernetes_manifests(&self) -> PathBuf {
+        self.dir.join("kubernetes").join("manifests.yaml")
+    }
+
+    /// The admission policy `deploy --kubernetes` rendered from its trust flags: `out/kubernetes/cluster-image-policy.yaml`.
+    pub fn kubernetes_policy(&self) -> PathBuf {
+        self.dir.join("kubernetes").join("cluster-image-policy.yaml")
     }
 
     /// The record of the last full `cargo xtask test` that passed: `out/test/passed.json`.

@@ -114,7 +114,7 @@ impl Signer {
     pub fn sign(&self, cosign: &Path, pinned: &str, tlog: Tlog) -> Result<()> {
         let mut args = vec!["sign".to_owned(), "--yes".to_owned()];
         args.extend(self.identity_args());
-        args.extend(tlog.sign_flags().iter().map(|flag| flag.to_string()));
+        args.extend(cosign::SIGNING_FORMAT.iter().chain(tlog.sign_flags()).map(|flag| flag.to_string()));
         args.push(pinned.to_owned());
         self.cosign(cosign, &args, Some(pinned)).with_context(|| format!("signing {pinned}"))?;
         Ok(())
@@ -133,7 +133,7 @@ impl Signer {
         args.extend(self.identity_args());
         args.extend(["--type".to_owned(), predicate_type.to_owned(), "--predicate".to_owned()]);
         args.push(predicate.display().to_string());
-        args.extend(tlog.sign_flags().iter().map(|flag| flag.to_string()));
+        args.extend(cosign::SIGNING_FORMAT.iter().chain(tlog.sign_flags()).map(|flag| flag.to_string()));
         args.push(pinned.to_owned());
         self.cosign(cosign, &args, Some(pinned))
             .with_context(|| format!("attaching the {predicate_type} attestation to {pinned}"))?;

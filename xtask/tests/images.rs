@@ -368,3 +368,38 @@ fn giropops_image_passes_the_gate_and_trivy_sees_debian_python_and_rust_packages
 fn fake_shop_image_passes_the_gate_and_trivy_sees_debian_python_and_rust_packages() {
     assert_scan_sees_every_package_kind("fake-shop", "sqlalchemy");
 }
+
+/// PostgreSQL as deploy/kubernetes/base/postgres.yaml runs it under Pod Security `restricted`: the image's numeric
+/// user 65532, a read-only root, no capability, no new privileges, and writable only the three emptyDirs (here
+/// directories of mode 0777, as an emptyDir is), with the data directory created by initdb inside one of them.
+#[test]
+fn postgres_runs_as_kubernetes_runs_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use testcontainers::core::Mount;
+    let Some((ctx, built)) = built("postgres") else { return };
+    let volumes = tempfile::Builder::new().prefix("xtask-postgres-volumes-").tempdir().unwrap();
+    let (name, tag) = built.reference.rsplit_once(':').unwrap();
+    let mut request = GenericImage::new(name, tag)
+        .with_wait_for(WaitFor::message_on_stderr("database system is ready to accept connections"))
+        .with_label(LABEL, stack::owner())
+        .with_env_var("POSTGRES_USER", "ecommerce")
+        .with_env_var("POSTGRES_DB", "ecommerce")
+        .with_env_var("POSTGRES_PASSWORD", stack::random_hex(16).unwrap())
+        .with_readonly_rootfs(true)
+        .with_cap_drop("ALL")
+        .with_security_opt("no-new-privileges")
+        .with_startup_timeout(Duration::from_secs(120));
+    for path in ["/var/lib/postgresql", "/run/postgresql", "/tmp"] {
+        let host = volumes.path().join(path.trim_start_matches('/').replace('/', "-"));
+        std::fs::create_dir(&host).unwrap();
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o777)).unwrap();
+        request = request.with_mount(Mount::bind_mount(host.display().to_string(), path));
+    }
+    let postgres = request.start().expect("postgres as Kubernetes runs it");
+    let id = postgres.id();
+    let sh = &ctx.sh;
+    assert_eq!(cmd!(sh, "docker exec {id} id -u").quiet().read().unwrap(), "65532");
+    cmd!(sh, "docker exec {id} pg_isready --host=127.0.0.1 --port=5432 --quiet").quiet().run().expect("pg_isready");
+    let mode = cmd!(sh, "docker exec {id} stat -c %a:%u /var/lib/postgresql/data").quiet().read().unwrap();
+    assert_eq!(mode, "700:65532");
+}

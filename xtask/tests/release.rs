@@ -13,12 +13,13 @@ use base64::Engine as _;
 use xshell::cmd;
 use xtask::context::Context;
 
+use common::keys::{generate_key_pair, KeyPair};
 use common::layout::{self, Layout};
 use common::registry::{LocalRegistry, LOGIN_PASSWORD, LOGIN_USER};
 use common::require;
 use xtask::cosign::{self, Secret, Tlog};
 use xtask::platform::Platform;
-use xtask::registry::{push_layout, referrers, resolve_digest, Reference};
+use xtask::registry::{push_layout, resolve_digest, Reference};
 use xtask::signing::{KeySource, Signer, SigningArgs, Verifier};
 use xtask::stages::release::{self, publish, Destination, PlatformImage, Published, ReleaseArgs, Signing};
 use xtask::stages::verify::RequireArgs;
@@ -27,12 +28,6 @@ use xtask::stages::verify::RequireArgs;
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
-
-struct KeyPair {
-    private: PathBuf,
-    public: PathBuf,
-    password: String,
 }
 
 /// One test's world: a committed git checkout with an SBOM, a registry, cosign and a key pair.
@@ -165,20 +160,6 @@ impl Bench {
     }
 }
 
-fn generate_key_pair(cosign: &Path, folder: &Path, password: &str) -> KeyPair {
-    std::fs::create_dir_all(folder).unwrap();
-    let sh = xshell::Shell::new().unwrap();
-    let prefix = folder.join("cosign");
-    cmd!(sh, "{cosign} generate-key-pair --output-key-prefix {prefix}")
-        .env("COSIGN_PASSWORD", password)
-        .stdin("")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .expect("cosign generate-key-pair");
-    KeyPair { private: folder.join("cosign.key"), public: folder.join("cosign.pub"), password: password.to_owned() }
-}
-
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -204,7 +185,10 @@ fn publish_then_verify_by_tag_and_by_digest() {
     assert_eq!(published.tags, [revision.clone(), "v1.2.3".to_owned()]);
     let repository = bench.repository();
     assert_eq!(published.pinned, format!("{repository}@{}", layout.digest));
-    assert!(published.signature.starts_with(&format!("{repository}@sha256:")), "{}", published.signature);
+    // In cosign's tag format, the one policy-controller reads: `sha256-<hex>.sig` and `.att` beside the image.
+    let tag_of = |suffix: &str| format!("{repository}:{}.{suffix}", layout.digest.replace(':', "-"));
+    assert_eq!(published.signature, format!("{repository}@{}", resolve(&tag_of("sig"))));
+    resolve(&tag_of("att"));
     for tag in &published.tags {
         let (reported, bytes) = bench.registry.manifest(&bench.path(), tag).unwrap();
         assert_eq!(reported, layout.digest, "the Docker-Content-Digest of tag {tag}");
@@ -300,29 +284,6 @@ fn an_incomplete_layout_is_named_before_anything_is_pushed() {
     std::fs::remove_file(layout.dir.join("index.json")).unwrap();
     let error = format!("{:#}", bench.push(&layout).unwrap_err());
     assert!(error.contains("is incomplete: it has no index.json"), "{error}");
-}
-
-#[test]
-fn referrers_listed_without_annotations_are_read_from_their_manifests() {
-    let Some(bench) = Bench::new("referrers") else { return };
-    let subject = bench.push(&bench.layout("the subject")).unwrap();
-    // What an older client leaves on a registry without the referrers API: an index under `sha256-<hex>` whose
-    // descriptors lack the annotations that the referrer's manifest carries.
-    let created = "2026-01-02T03:04:05Z";
-    let annotations = serde_json::json!({
-        "dev.sigstore.bundle.predicateType": cosign::SIGNATURE_PREDICATE,
-        "org.opencontainers.image.created": created,
-    });
-    let fallback = layout::referrers_index(&bench.folder.path().join("referrers"), &bench.name, annotations);
-    push_layout(&fallback.dir, &bench.repository(), &[subject.replace(':', "-")]).unwrap();
-
-    let found = referrers(&Reference::parse(&format!("{}@{subject}", bench.repository())).unwrap(), &subject).unwrap();
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].digest, fallback.children[0].0);
-    assert_eq!(found[0].predicate_type.as_deref(), Some(cosign::SIGNATURE_PREDICATE));
-    assert_eq!(found[0].created.as_deref(), Some(created));
-    // An image nothing refers to has no referrers, and no fallback tag either.
-    assert!(referrers(&Reference::parse(&bench.tag()).unwrap(), &fallback.children[0].0).unwrap().is_empty());
 }
 
 #[test]
@@ -733,12 +694,8 @@ fn two_platforms_are_released_as_a_signed_index_and_verify_checks_the_platform_i
     xtask::assemble::write_index(&bench.ctx, &index_dir, &parts).unwrap();
     let index = push_layout(&index_dir, &repository, &["unsigned".to_owned()]).unwrap();
     let pinned = format!("{repository}@{index}");
-    let provenance = xtask::provenance::write_index(
-        &bench.ctx,
-        &bench.name,
-        &[(Platform::Amd64, amd64.digest.clone()), (Platform::Arm64, unsigned.digest.clone())],
-    )
-    .unwrap();
+    let unsigned_platforms = [(Platform::Amd64, amd64.digest.clone()), (Platform::Arm64, unsigned.digest.clone())];
+    let provenance = xtask::provenance::write_index(&bench.ctx, &bench.name, &unsigned_platforms).unwrap();
     let signer = bench.signer(&bench.keys.password);
     signer.sign(&bench.cosign, &pinned, Tlog::Offline).unwrap();
     signer.attest(&bench.cosign, &pinned, "slsaprovenance1", &provenance, Tlog::Offline).unwrap();
@@ -746,6 +703,11 @@ fn two_platforms_are_released_as_a_signed_index_and_verify_checks_the_platform_i
         let reference = Reference::parse(&format!("{repository}:unsigned")).unwrap();
         xtask::stages::verify::image(&bench.cosign, &reference, &verifier, Tlog::Offline, &require)
     };
+    // The index needs its own SBOM (an admission controller looks at no other digest), naming its platform images.
+    let error = format!("{:#}", check_unsigned(RequireArgs::default()).unwrap_err());
+    assert!(error.contains("the image index") && error.contains("no SBOM attestation"), "{error}");
+    let sbom = xtask::index_sbom::write(&bench.ctx, &bench.name, &repository, &unsigned_platforms).unwrap();
+    signer.attest(&bench.cosign, &pinned, "cyclonedx", &sbom, Tlog::Offline).unwrap();
     check_unsigned(RequireArgs::default()).unwrap();
     for require in [
         RequireArgs { platform: Some(Platform::Arm64), ..RequireArgs::default() },

@@ -1,4 +1,4 @@
-//! Container registries through `oci-client`: image references, tag-to-digest resolution, referrers, pushing an OCI
+//! Container registries through `oci-client`: image references, tag-to-digest resolution, pushing an OCI
 //! image layout byte for byte, the credentials `docker login` stored (its config file, credential store and
 //! helpers), and how a registry that cannot be reached is told apart from one that refuses.
 
@@ -7,8 +7,8 @@ mod layout;
 mod session;
 
 pub use layout::push_layout;
+use session::is_not_found;
 pub(crate) use session::Session;
-use session::{is_not_found, refusal, unreachable_cause};
 pub use session::{unreachable, unreachable_line};
 
 use std::fmt;
@@ -95,49 +95,6 @@ pub fn resolve_digest(reference: &Reference) -> Result<String> {
             session.explain(error, &reference.to_string())
         }
     })
-}
-
-/// An artifact that refers to an image: a signature, an attestation.
-#[derive(Debug)]
-pub struct Referrer {
-    pub digest: String,
-    /// `dev.sigstore.bundle.predicateType`, e.g. `https://sigstore.dev/cosign/sign/v1` for a cosign signature.
-    pub predicate_type: Option<String>,
-    pub created: Option<String>,
-}
-
-const PREDICATE_TYPE: &str = "dev.sigstore.bundle.predicateType";
-const CREATED: &str = "org.opencontainers.image.created";
-
-/// The referrers of `digest`: from the OCI 1.1 referrers API, or on registries without it from the fallback tag
-/// `sha256-<hex>` that clients maintain instead.
-pub fn referrers(reference: &Reference, digest: &str) -> Result<Vec<Referrer>> {
-    let session = Session::new(&reference.registry)?;
-    let repository = &reference.repository;
-    let subject = session.pinned(repository, digest);
-    // oci-client reads the fallback tag itself when the API answers 404; some registries refuse otherwise, and the
-    // fallback tag is next then too. Only an unreachable or refusing registry ends the search.
-    let entries = match session.run(session.client.pull_referrers(&subject, None)) {
-        Ok(index) => index.manifests.into_iter().map(|entry| (entry.digest, entry.annotations)).collect(),
-        Err(error) if unreachable_cause(&error).is_some() || refusal(&error).is_some() => {
-            return Err(session.explain(error, &format!("the referrers of {}", reference.pinned(digest))));
-        }
-        Err(_) => session.fallback_referrers(repository, digest)?,
-    };
-    let mut referrers = Vec::new();
-    for (digest, annotations) in entries {
-        // Older clients leave the annotations out of the fallback index; the manifest itself carries them.
-        let annotations = match annotations {
-            Some(annotations) if annotations.contains_key(PREDICATE_TYPE) => annotations,
-            _ => session.manifest_annotations(repository, &digest)?,
-        };
-        referrers.push(Referrer {
-            predicate_type: annotations.get(PREDICATE_TYPE).cloned(),
-            created: annotations.get(CREATED).cloned(),
-            digest,
-        });
-    }
-    Ok(referrers)
 }
 
 /// The tags of a repository (`HOST[:PORT]/NAMESPACE/NAME`); none when the repository does not exist.

@@ -7,9 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::{OciImageIndex, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
-use serde::Deserialize;
 
 use super::credentials::credentials;
 use super::layout;
@@ -58,7 +56,7 @@ impl Session {
             .map_err(|error| anyhow::anyhow!("setting up the registry client: {error}"))?;
         let auth = credentials(registry)?;
         let session = Self { registry: registry.to_owned(), runtime, client, auth };
-        // The raw calls (blobs, manifests by bytes, referrers) only authorize with credentials stored beforehand.
+        // The raw calls (blobs, manifests by bytes) only authorize with credentials stored beforehand.
         let key = session.tagged("_", "_").resolve_registry().to_owned();
         session.runtime.block_on(session.client.store_auth_if_needed(&key, &session.auth));
         Ok(session)
@@ -109,47 +107,6 @@ impl Session {
         Ok(())
     }
 
-    /// The fallback tag's index, for registries without the referrers API; empty without one.
-    pub(super) fn fallback_referrers(
-        &self,
-        repository: &str,
-        digest: &str,
-    ) -> Result<Vec<(String, Option<Annotations>)>> {
-        let tag = digest.replace(':', "-");
-        let image = self.tagged(repository, &tag);
-        match self.run(self.client.pull_manifest_raw(&image, &self.auth, &[OCI_IMAGE_INDEX_MEDIA_TYPE])) {
-            Ok((bytes, _)) => {
-                let index: OciImageIndex = serde_json::from_slice(&bytes).with_context(|| {
-                    format!("registry {}: {repository}:{tag} is not an image index of referrers", self.registry)
-                })?;
-                Ok(index.manifests.into_iter().map(|entry| (entry.digest, entry.annotations)).collect())
-            }
-            Err(error) if is_not_found(&error) => Ok(Vec::new()),
-            Err(error) => Err(self.explain(error, &format!("{repository}:{tag}"))),
-        }
-    }
-
-    /// The annotations of a manifest in the registry; none when it is gone.
-    pub(super) fn manifest_annotations(&self, repository: &str, digest: &str) -> Result<Annotations> {
-        let image = self.pinned(repository, digest);
-        let accepted = [OCI_IMAGE_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE];
-        match self.run(self.client.pull_manifest_raw(&image, &self.auth, &accepted)) {
-            Ok((bytes, _)) => {
-                #[derive(Deserialize)]
-                struct Annotated {
-                    #[serde(default)]
-                    annotations: Annotations,
-                }
-                let manifest: Annotated = serde_json::from_slice(&bytes).with_context(|| {
-                    format!("registry {}: {repository}@{digest} is not a JSON manifest", self.registry)
-                })?;
-                Ok(manifest.annotations)
-            }
-            Err(error) if is_not_found(&error) => Ok(Annotations::new()),
-            Err(error) => Err(self.explain(error, &format!("{repository}@{digest}"))),
-        }
-    }
-
     /// One line that says what went wrong with `what` and, where there is one, the fix.
     pub(crate) fn explain(&self, error: OciDistributionError, what: &str) -> anyhow::Error {
         let registry = &self.registry;
@@ -171,10 +128,8 @@ impl Session {
     }
 }
 
-pub(super) type Annotations = std::collections::BTreeMap<String, String>;
-
 /// Why the registry could not be reached at all, if that is what the error says.
-pub(super) fn unreachable_cause(error: &OciDistributionError) -> Option<String> {
+fn unreachable_cause(error: &OciDistributionError) -> Option<String> {
     match error {
         OciDistributionError::RequestError(error)
             if error.is_connect() || error.is_timeout() || (error.is_request() && error.status().is_none()) =>
@@ -188,7 +143,7 @@ pub(super) fn unreachable_cause(error: &OciDistributionError) -> Option<String> 
 }
 
 /// What the registry answered, if it refused for want of (valid) credentials.
-pub(super) fn refusal(error: &OciDistributionError) -> Option<String> {
+fn refusal(error: &OciDistributionError) -> Option<String> {
     match error {
         OciDistributionError::UnauthorizedError { .. } => Some("HTTP 401".to_owned()),
         OciDistributionError::AuthenticationFailure(reason) => {

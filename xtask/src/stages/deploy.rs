@@ -23,7 +23,7 @@ pub const LABEL: &str = "distroless-python.deploy";
 pub struct DeployArgs {
     /// HOST[:PORT]/NAMESPACE/NAME:TAG (resolved to its digest once) or HOST[:PORT]/NAMESPACE/NAME@sha256:DIGEST.
     /// NAME picks the settings: images/NAME/image.toml (port, health, environment, companions).
-    #[arg(required_unless_present = "stop")]
+    #[arg(required_unless_present_any = ["stop", "kubernetes"])]
     pub image: Option<String>,
     #[command(flatten)]
     pub trust: TrustArgs,
@@ -42,6 +42,8 @@ pub struct DeployArgs {
     /// Stop and remove the deployment NAME (its containers and its network) instead of deploying.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["image", "no_verify", "name", "port"])]
     pub stop: Option<String>,
+    #[command(flatten)]
+    pub kubernetes: super::deploy_kubernetes::KubernetesArgs,
 }
 
 /// What a deploy started.
@@ -55,6 +57,9 @@ pub struct Deployment {
 }
 
 pub fn run(ctx: &Context, args: &DeployArgs) -> Result<()> {
+    if args.kubernetes.kubernetes {
+        return super::deploy_kubernetes::run(ctx, &args.trust, &args.require, &args.kubernetes);
+    }
     if let Some(name) = &args.stop {
         let (containers, networks) = stop(ctx, name)?;
         println!("stopped {name}: removed containers {} and network {}", containers.join(", "), networks.join(", "));

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod build;
 pub mod ci;
 pub mod deploy;
+pub mod deploy_kubernetes;
 pub mod healthcheck;
 pub mod lock;
 pub mod mirror_db;

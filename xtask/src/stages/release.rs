@@ -82,7 +82,7 @@ pub struct Published {
     /// Each platform's image digest, signed and attested on its own.
     pub platforms: Vec<(Platform, String)>,
     pub tags: Vec<String>,
-    /// The newest cosign signature referring to the digest, `HOST[:PORT]/NAMESPACE/<image>@sha256:...`.
+    /// The cosign signature of the digest, `HOST[:PORT]/NAMESPACE/<image>@sha256:...`.
     pub signature: String,
     /// How many VEX statements (accepted vulnerabilities) were attested.
     pub vex_statements: usize,
@@ -154,8 +154,8 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
 
 /// Pushes one image (each platform's OCI image layout byte for byte, so that every digest is the one computed when
 /// it was written; with more than one platform, their image index) under its tags; signs each platform's digest and
-/// attests its SBOM, provenance and VEX; signs the index and attests its provenance; and verifies all of it before it
-/// reports success.
+/// attests its SBOM, provenance and VEX; signs the index and attests its SBOM (its platform images) and provenance; and
+/// verifies all of it before it reports success.
 pub fn publish(
     ctx: &Context,
     image: &str,
@@ -205,9 +205,12 @@ pub fn publish(
             let index_layout = ctx.out.index_layout(image);
             crate::assemble::write_index(ctx, &index_layout, &layouts)?;
             let provenance = crate::provenance::write_index(ctx, image, &pushed)?;
+            let sbom = crate::index_sbom::write(ctx, image, &repository, &pushed)?;
             let digest = registry::push_layout(&index_layout, &repository, &tags)?;
             let pinned = format!("{repository}@{digest}");
             signer.sign(cosign, &pinned, tlog)?;
+            // An admission controller checks the digest a pod names, the index's: it needs the SBOM there too.
+            signer.attest(cosign, &pinned, cosign::SBOM_PREDICATE, &sbom, tlog)?;
             signer.attest(cosign, &pinned, crate::provenance::COSIGN_TYPE, &provenance, tlog)?;
             digest
         }
@@ -252,20 +255,12 @@ fn write_vex(
     Ok(Some(path))
 }
 
-/// The newest cosign signature referring to the digest, as `repository@sha256:...`; a description of where cosign
-/// keeps it when the registry does not show it.
+/// The signature of the digest, where cosign keeps it (`cosign::SIGNING_FORMAT`): the tag `sha256-<hex>.sig` beside
+/// the image, as `repository@sha256:...`; that tag itself when the registry does not resolve it.
 fn signature_reference(repository: &str, digest: &str) -> String {
-    let subject = format!("{repository}@{digest}");
-    let newest =
-        Reference::parse(&subject).and_then(|reference| registry::referrers(&reference, digest)).map(|referrers| {
-            referrers
-                .into_iter()
-                .filter(|referrer| referrer.predicate_type.as_deref() == Some(cosign::SIGNATURE_PREDICATE))
-                .max_by(|a, b| a.created.cmp(&b.created))
-        });
-    match newest {
-        Ok(Some(signature)) => format!("{repository}@{}", signature.digest),
-        Ok(None) => format!("a referrer of {subject} (not listed by the registry)"),
-        Err(error) => format!("a referrer of {subject} (listing referrers failed: {error:#})"),
+    let tag = format!("{repository}:{}.sig", digest.replace(':', "-"));
+    match Reference::parse(&tag).and_then(|reference| registry::resolve_digest(&reference)) {
+        Ok(signature) => format!("{repository}@{signature}"),
+        Err(error) => format!("{tag} (resolving it failed: {error:#})"),
     }
 }

@@ -195,7 +195,7 @@ pub fn image(
 enum Evidence<'a> {
     /// An image: an SBOM, a provenance about it, maybe VEX.
     Image,
-    /// An image index of these platform manifests: a provenance that names exactly them.
+    /// An image index of these platform manifests: an SBOM and a provenance that name exactly them.
     Index(&'a [(String, String)]),
 }
 
@@ -233,8 +233,11 @@ fn manifest(
         verifier.verify_attestation(cosign, &pinned, predicate, tlog).map(Some)
     };
     match attested(cosign::SBOM_PREDICATE) {
-        Ok(Some(_)) => verified.sbom = true,
-        Ok(None) if require.without_sbom || matches!(evidence, Evidence::Index(_)) => {}
+        Ok(Some(statements)) => match check_sbom(&statements, evidence) {
+            Ok(()) => verified.sbom = true,
+            Err(error) => problems.push(format!("{error:#}")),
+        },
+        Ok(None) if require.without_sbom => {}
         Ok(None) => {
             problems.push("no SBOM attestation (CycloneDX) is attached (--without-sbom accepts that)".to_owned())
         }
@@ -267,6 +270,21 @@ fn manifest(
         bail!("{pinned} is signed, but:\n  - {}", problems.join("\n  - "));
     }
     Ok(verified)
+}
+
+/// An image's SBOM is syft's account of its contents; an index's must name exactly the platform images it holds (what
+/// `release` attests to an index, for admission controllers that check only the digest a pod names).
+fn check_sbom(statements: &[serde_json::Value], evidence: Evidence) -> Result<()> {
+    let Evidence::Index(manifests) = evidence else { return Ok(()) };
+    let mut held = manifests.to_vec();
+    held.sort();
+    for statement in statements {
+        let named = crate::index_sbom::platform_images(&statement["predicate"]);
+        if named != held {
+            bail!("its SBOM names the platform images {named:?}, but the index holds {held:?}");
+        }
+    }
+    Ok(())
 }
 
 /// The provenance must be this pipeline's, about this digest, naming the commit the image's own label names (and
@@ -326,4 +344,22 @@ fn check_provenance(
         }
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_sbom_must_name_exactly_the_platform_images_of_the_index() {
+        let (amd64, arm64) = (format!("sha256:{}", "a".repeat(64)), format!("sha256:{}", "b".repeat(64)));
+        let held = [("linux/arm64".to_owned(), arm64.clone()), ("linux/amd64".to_owned(), amd64.clone())];
+        let statement = |platforms: &[(String, String)]| serde_json::json!({ "predicate": crate::index_sbom::document("r/app", "app", platforms, "t") });
+        check_sbom(&[statement(&held)], Evidence::Index(&held)).unwrap();
+        let other = [("linux/amd64".to_owned(), amd64), ("linux/arm64".to_owned(), "sha256:0".into())];
+        let error = check_sbom(&[statement(&held), statement(&other)], Evidence::Index(&held)).unwrap_err();
+        assert!(error.to_string().contains("its SBOM names the platform images"), "{error}");
+        // An image's own SBOM (syft's) is about its contents, not about platforms.
+        check_sbom(&[serde_json::json!({ "predicate": { "bomFormat": "CycloneDX" } })], Evidence::Image).unwrap();
+    }
 }

@@ -43,7 +43,7 @@ pub fn built_from(dir: &Path, content: &str, commit: Option<&str>) -> Layout {
 pub fn built_for(dir: &Path, content: &str, commit: Option<&str>, architecture: &str) -> Layout {
     start(dir);
     let labels = commit.map(|commit| json!({ "org.opencontainers.image.revision": commit }));
-    let (descriptor, bytes, layer) = image_manifest(dir, content, architecture, None, labels);
+    let (descriptor, bytes, layer) = image_manifest(dir, content, architecture, labels);
     finish(dir, descriptor, bytes, Vec::new(), vec![layer])
 }
 
@@ -54,7 +54,7 @@ pub fn index(dir: &Path, platforms: &[(&str, &str)]) -> Layout {
     let mut descriptors = Vec::new();
     let mut layers = Vec::new();
     for (architecture, content) in platforms {
-        let (mut descriptor, bytes, layer) = image_manifest(dir, content, architecture, None, None);
+        let (mut descriptor, bytes, layer) = image_manifest(dir, content, architecture, None);
         descriptor["platform"] = json!({ "architecture": architecture, "os": "linux" });
         children.push((descriptor["digest"].as_str().unwrap().to_owned(), bytes));
         descriptors.push(descriptor);
@@ -63,17 +63,6 @@ pub fn index(dir: &Path, platforms: &[(&str, &str)]) -> Layout {
     let index = json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": descriptors });
     let (descriptor, bytes) = write_json(dir, INDEX, &index);
     finish(dir, descriptor, bytes, children, layers)
-}
-
-/// A referrers index as older clients keep it under the fallback tag `sha256-<hex>`: one manifest that carries
-/// `annotations` itself, listed without them.
-pub fn referrers_index(dir: &Path, content: &str, annotations: serde_json::Value) -> Layout {
-    start(dir);
-    let (descriptor, bytes, layer) = image_manifest(dir, content, "amd64", Some(annotations), None);
-    let child = (descriptor["digest"].as_str().unwrap().to_owned(), bytes);
-    let index = json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": [descriptor] });
-    let (descriptor, bytes) = write_json(dir, INDEX, &index);
-    finish(dir, descriptor, bytes, vec![child], vec![layer])
 }
 
 fn start(dir: &Path) {
@@ -100,7 +89,6 @@ fn image_manifest(
     dir: &Path,
     content: &str,
     architecture: &str,
-    annotations: Option<serde_json::Value>,
     labels: Option<serde_json::Value>,
 ) -> (serde_json::Value, Vec<u8>, String) {
     let tar = tar_of("payload.txt", content.as_bytes());
@@ -118,10 +106,7 @@ fn image_manifest(
     }
     let (config, _) = write_json(dir, "application/vnd.oci.image.config.v1+json", &config);
     let layer_digest = layer["digest"].as_str().unwrap().to_owned();
-    let mut manifest = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": [layer] });
-    if let Some(annotations) = annotations {
-        manifest["annotations"] = annotations;
-    }
+    let manifest = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": [layer] });
     let (descriptor, bytes) = write_json(dir, MANIFEST, &manifest);
     (descriptor, bytes, layer_digest)
 }
