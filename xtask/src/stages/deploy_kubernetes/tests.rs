@@ -1,3 +1,4 @@
+use super::kubectl::new_secrets;
 use super::*;
 
 fn rendered() -> Rendered {
