@@ -39,6 +39,10 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<()> {
 /// Builds each image for each of `platforms` it is built for (see [`Platform::for_image`]), and the image index of
 /// an image built for more than one.
 pub fn build_all(ctx: &Context, images: &[&Image], platforms: &[Platform]) -> Result<Vec<Built>> {
+    // Builds share the staged contexts and the layouts under out/: one at a time in a process (tests build from
+    // several threads).
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = BUILDING.lock().unwrap_or_else(|poison| poison.into_inner());
     let builder = ctx.engine()?.builder()?;
     let base = crate::debian_base::ensure_base(ctx)?;
     let mut launchers = BTreeMap::new();
