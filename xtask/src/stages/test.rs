@@ -250,6 +250,15 @@ fn run_cargo_test(ctx: &Context, package: &str, static_launcher: Option<&Path>) 
     }
 }
 
+/// The target of cargo test's `Running <target> (<binary>)` line: `unittests src/lib.rs (target/debug/deps/xtask-…)`
+/// or `tests/images.rs (target/debug/deps/images-…)`. Not `cargo run`'s ``Running `<command>` `` (a test may run
+/// cargo itself).
+fn test_binary(line: &str) -> Option<&str> {
+    let rest = line.trim().strip_prefix("Running ")?;
+    let (target, binary) = rest.strip_suffix(')')?.split_once(" (")?;
+    (!target.starts_with('`') && !binary.is_empty()).then(|| target.trim_start_matches("unittests "))
+}
+
 /// Follows cargo's output: `Running <target> (<binary>)` opens a test binary, its `test result:` line closes it.
 struct CargoBinaries {
     package: String,
@@ -263,10 +272,8 @@ impl CargoBinaries {
     }
 
     fn add_line(&mut self, line: &str) {
-        if let Some(target) = line.trim_start().strip_prefix("Running ") {
+        if let Some(target) = test_binary(line) {
             self.close_current();
-            // `unittests src/lib.rs (target/debug/deps/xtask-…)` or `tests/images.rs (target/debug/deps/images-…)`
-            let target = target.split(" (").next().unwrap_or(target).trim().trim_start_matches("unittests ");
             self.current = Some(Runner::new(format!("{} {target}", self.package)));
         } else if let Some(current) = &mut self.current {
             if current.add_summary_line(line) {
@@ -439,6 +446,8 @@ mod tests {
             "test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n",
             "     Running tests/shutdown.rs (target/debug/deps/shutdown-3c4d)\n",
             "running 7 tests\n",
+            // A test that runs cargo itself: not a test binary of this package.
+            "     Running `/work/target/debug/xtask build --platform linux/amd64`\n",
             "error: test failed, to rerun pass `--test shutdown`\n",
             "     Running tests/setup.rs (target/debug/deps/setup-5e6f)\n",
             "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n",
