@@ -66,6 +66,6 @@ fn a_clean_release_passes_and_one_that_became_vulnerable_fails_naming_the_findin
     xtask::registry::push_layout(&layout, &format!("{namespace}/fake-shop"), &["v0.9.0".to_owned()]).unwrap();
     let error = format!("{:#}", rescan::run(&ctx, &only("fake-shop", "v0.9.0")).unwrap_err());
     assert!(error.contains("now fail the scan gate") && error.contains("fake-shop@sha256:"), "{error}");
-    let sarif = std::fs::read_to_string(ctx.out.dir().join("rescan/fake-shop/trivy.sarif")).unwrap();
+    let sarif = std::fs::read_to_string(ctx.out.dir().join("rescan/fake-shop/amd64/trivy.sarif")).unwrap();
     assert!(sarif.contains("CVE-2023-30861"), "the SARIF names the finding");
 }

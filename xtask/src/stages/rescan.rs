@@ -32,6 +32,14 @@ pub struct RescanArgs {
 pub fn run(ctx: &Context, args: &RescanArgs) -> Result<()> {
     let destination = super::release::Destination::parse(&args.registry)?;
     let database = Database::from_env()?;
+    // Only tonight's reports: a report left by an earlier rescan would reach code scanning as if it were new.
+    let reports_root = ctx.out.dir().join("rescan");
+    match std::fs::remove_dir_all(&reports_root) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("clearing the previous reports in {}", reports_root.display()));
+        }
+        _ => {}
+    }
     let mut failed = Vec::new();
     for image in ctx.select(&args.images)? {
         let repository = destination.repository(&image.name);
@@ -48,7 +56,7 @@ pub fn run(ctx: &Context, args: &RescanArgs) -> Result<()> {
             let name = format!("{}/{}", image.name, platform.arch());
             let outcome = super::scan::scan_source(ctx, &name, &source, &policy, &database)
                 .with_context(|| format!("rescanning {pinned} ({platform})"))?;
-            let reports = ctx.out.dir().join("rescan").join(&name);
+            let reports = reports_root.join(&name);
             std::fs::create_dir_all(&reports)?;
             std::fs::copy(&outcome.report, reports.join("trivy.json"))?;
             std::fs::copy(&outcome.sarif, reports.join("trivy.sarif"))?;
