@@ -120,6 +120,12 @@ impl Out {
         self.dir.join("test").join("passed.json")
     }
 
+    /// The Kubernetes test cluster's certificates, configuration, state and logs (xtask/tests/common/kube.rs):
+    /// `out/kube/`.
+    pub fn kube(&self) -> PathBuf {
+        self.dir.join("kube")
+    }
+
     /// Scratch space of the benchmarks (generated baseline contexts, the quick page).
     pub fn bench_dir(&self) -> PathBuf {
         self.dir.join("bench")

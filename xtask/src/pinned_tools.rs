@@ -1,5 +1,5 @@
-//! The supply-chain tools (scanner, SBOM, signing, DB builder, registry, workflow checkers), pinned in
-//! `tools/pins.toml` and installed into `.tools/bin`.
+//! The supply-chain tools (scanner, SBOM, signing, DB builder, registry, workflow checkers) and the test cluster's
+//! Kubernetes components and admission webhook, pinned in `tools/pins.toml` and installed into `.tools/bin`.
 //!
 //! A tool already on PATH is used when it reports the pinned major version and at least the pinned minor one;
 //! otherwise the pinned version is built from source with Go (`go install MODULE@VERSION`, or `go build` in a tools
@@ -31,11 +31,42 @@ pub enum Tool {
     Registry,
     Actionlint,
     Zizmor,
+    KubeApiserver,
+    KubeControllerManager,
+    KubeScheduler,
+    Kubelet,
+    Kubectl,
+    PolicyController,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 7] =
+    /// What the pipeline itself runs: `cargo xtask ci` makes these available.
+    pub const SUPPLY_CHAIN: [Tool; 7] =
         [Tool::Trivy, Tool::TrivyDb, Tool::Cosign, Tool::Syft, Tool::Registry, Tool::Actionlint, Tool::Zizmor];
+    /// The Kubernetes test's cluster (`xtask/tests/common/kube.rs`): minutes to build, so not part of `ci`.
+    pub const CLUSTER: [Tool; 6] = [
+        Tool::KubeApiserver,
+        Tool::KubeControllerManager,
+        Tool::KubeScheduler,
+        Tool::Kubelet,
+        Tool::Kubectl,
+        Tool::PolicyController,
+    ];
+    pub const ALL: [Tool; 13] = [
+        Tool::Trivy,
+        Tool::TrivyDb,
+        Tool::Cosign,
+        Tool::Syft,
+        Tool::Registry,
+        Tool::Actionlint,
+        Tool::Zizmor,
+        Tool::KubeApiserver,
+        Tool::KubeControllerManager,
+        Tool::KubeScheduler,
+        Tool::Kubelet,
+        Tool::Kubectl,
+        Tool::PolicyController,
+    ];
 
     /// The binary's name, which is also its table in `tools/pins.toml`.
     pub fn binary(self) -> &'static str {
@@ -47,6 +78,12 @@ impl Tool {
             Tool::Registry => "registry",
             Tool::Actionlint => "actionlint",
             Tool::Zizmor => "zizmor",
+            Tool::KubeApiserver => "kube-apiserver",
+            Tool::KubeControllerManager => "kube-controller-manager",
+            Tool::KubeScheduler => "kube-scheduler",
+            Tool::Kubelet => "kubelet",
+            Tool::Kubectl => "kubectl",
+            Tool::PolicyController => "policy-controller",
         }
     }
 }
@@ -61,8 +98,11 @@ struct Pin {
     go_build: Option<GoBuild>,
     /// A hash-pinned requirements file (relative to the workspace root) installed with pip, wheels only.
     pip_lock: Option<String>,
-    /// `-X` flag that stamps the version into the binary (the release builds set it; `go install` does not).
-    version_variable: Option<String>,
+    /// `-X` assignments that stamp the version into the binary, as the release builds do (`go install` does not):
+    /// `PACKAGE.VARIABLE=VALUE`, where `{version}`, `{major}` and `{minor}` in VALUE stand for the pinned version
+    /// and its first two numbers.
+    #[serde(default)]
+    version_variables: Vec<String>,
     /// Arguments that make the tool print its version; without them only the pinned build is used.
     version_args: Option<Vec<String>>,
     /// `GOEXPERIMENT` the tool's release builds use and its code needs.
@@ -100,11 +140,15 @@ impl Pin {
 
     fn ldflags(&self) -> String {
         // -s -w drop the symbol and DWARF tables: a third smaller, nothing lost for tools that are only run.
-        match &self.version_variable {
-            Some(variable) if variable.ends_with("=v") => format!("-s -w -X {variable}{}", self.version),
-            Some(variable) => format!("-s -w -X {variable}={}", self.version),
-            None => "-s -w".to_owned(),
+        let mut numbers = self.version.split('.');
+        let (major, minor) = (numbers.next().unwrap_or_default(), numbers.next().unwrap_or_default());
+        let mut ldflags = "-s -w".to_owned();
+        for variable in &self.version_variables {
+            let value =
+                variable.replace("{version}", &self.version).replace("{major}", major).replace("{minor}", minor);
+            ldflags.push_str(&format!(" -X {value}"));
         }
+        ldflags
     }
 }
 
@@ -123,28 +167,37 @@ pub fn version(ctx: &Context, tool: Tool) -> Result<String> {
     Ok(pin_of(&read_pins(&ctx.root)?, tool)?.version.clone())
 }
 
-/// Makes every tool available, first saying how long building the missing ones takes.
-pub fn ensure_all(ctx: &Context) -> Result<Vec<(Tool, PathBuf)>> {
+/// Makes every one of `tools` available, first saying how long building the missing ones takes.
+pub fn ensure_all(ctx: &Context, tools: &[Tool]) -> Result<Vec<(Tool, PathBuf)>> {
     let pins = read_pins(&ctx.root)?;
     let around = Surroundings::of(ctx);
     let mut to_build = Vec::new();
-    for tool in Tool::ALL {
+    for &tool in tools {
         let pin = pin_of(&pins, tool)?;
         let missing =
             !stamp_of(ctx, tool, pin, &around)?.is_current() && acceptable_on_path(ctx, tool, pin, &around).is_none();
         if missing && pin.is_go() {
-            to_build.push(tool.binary());
+            to_build.push(tool);
         }
     }
     if !to_build.is_empty() {
         // Said before it starts: on a new machine this is the longest step of the first run, and silent for minutes.
+        let mut expected = Vec::new();
+        if to_build.iter().any(|tool| Tool::SUPPLY_CHAIN.contains(tool)) {
+            expected.push("15-20 minutes for the supply-chain tools (trivy alone takes about 7)");
+        }
+        if to_build.iter().any(|tool| Tool::CLUSTER.contains(tool)) {
+            expected.push("10-20 for the test cluster's (kube-apiserver alone takes about half)");
+        }
+        let names: Vec<&str> = to_build.iter().map(|tool| tool.binary()).collect();
         eprintln!(
-            "xtask: building {} from source with Go: expect 15-20 minutes on a new machine (cold Go cache; trivy \
-             alone takes about 7), seconds once the Go cache is warm",
-            to_build.join(", ")
+            "xtask: building {} from source with Go: expect {} on a new machine (cold Go cache), seconds once the Go \
+             cache is warm",
+            names.join(", "),
+            expected.join(" and ")
         );
     }
-    Tool::ALL.into_iter().map(|tool| Ok((tool, ensure(ctx, tool)?))).collect()
+    tools.iter().map(|&tool| Ok((tool, ensure(ctx, tool)?))).collect()
 }
 
 /// The path of a usable `tool`: the pinned build in `.tools/bin`, an acceptable one on PATH, or a fresh build.
@@ -372,7 +425,17 @@ mod tests {
         assert_eq!(ldflags(Tool::Trivy), "-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver=0.74.0");
         assert_eq!(ldflags(Tool::Cosign), "-s -w -X sigs.k8s.io/release-utils/version.gitVersion=v3.1.3");
         assert_eq!(ldflags(Tool::Registry), "-s -w");
+        assert_eq!(
+            ldflags(Tool::Kubelet),
+            "-s -w -X k8s.io/component-base/version.gitVersion=v1.34.12 -X k8s.io/component-base/version.gitMajor=1 \
+             -X k8s.io/component-base/version.gitMinor=34"
+        );
         assert_eq!(pins.len(), Tool::ALL.len(), "every table of {PINS_FILE} is a tool the xtask knows");
+        let mut grouped: Vec<Tool> = Tool::SUPPLY_CHAIN.into_iter().chain(Tool::CLUSTER).collect();
+        grouped.sort_by_key(|tool| tool.binary());
+        let mut all = Tool::ALL.to_vec();
+        all.sort_by_key(|tool| tool.binary());
+        assert_eq!(grouped, all, "every tool is in exactly one of Tool::SUPPLY_CHAIN and Tool::CLUSTER");
     }
 
     #[test]

@@ -126,7 +126,9 @@ pub fn run(ctx: &Context, args: &CiArgs) -> Result<Summary> {
     for step in plan(args) {
         match step {
             Step::Engine => whole(&mut summary, step, || ctx.engine().map(drop))?,
-            Step::Tools => whole(&mut summary, step, || crate::pinned_tools::ensure_all(ctx).map(drop))?,
+            Step::Tools => whole(&mut summary, step, || {
+                crate::pinned_tools::ensure_all(ctx, &crate::pinned_tools::Tool::SUPPLY_CHAIN).map(drop)
+            })?,
             Step::Sweep => whole(&mut summary, step, || crate::stack::sweep(ctx))?,
             Step::Build => {
                 whole(&mut summary, step, || {

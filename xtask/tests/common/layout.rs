@@ -47,6 +47,16 @@ pub fn built_for(dir: &Path, content: &str, commit: Option<&str>, architecture: 
     finish(dir, descriptor, bytes, Vec::new(), vec![layer])
 }
 
+/// A single-platform image of one program: `program`'s bytes at `path` (mode 0755), started as `entrypoint` by the
+/// user `user`.
+pub fn program(dir: &Path, path: &str, program: &[u8], entrypoint: &[&str], user: &str) -> Layout {
+    start(dir);
+    let tar = tar_of(path, program, 0o755);
+    let config = json!({ "Entrypoint": entrypoint, "User": user });
+    let (descriptor, bytes, layer) = manifest_of(dir, &tar, config, "amd64", None);
+    finish(dir, descriptor, bytes, Vec::new(), vec![layer])
+}
+
 /// An image index of one image per `(architecture, content)`, its children written first.
 pub fn index(dir: &Path, platforms: &[(&str, &str)]) -> Layout {
     start(dir);
@@ -91,15 +101,26 @@ fn image_manifest(
     architecture: &str,
     labels: Option<serde_json::Value>,
 ) -> (serde_json::Value, Vec<u8>, String) {
-    let tar = tar_of("payload.txt", content.as_bytes());
+    let tar = tar_of("payload.txt", content.as_bytes(), 0o644);
+    manifest_of(dir, &tar, json!({ "Entrypoint": ["/payload.txt"] }), architecture, labels)
+}
+
+/// Writes the layer of `tar`, a config around `image_config` and the manifest.
+fn manifest_of(
+    dir: &Path,
+    tar: &[u8],
+    image_config: serde_json::Value,
+    architecture: &str,
+    labels: Option<serde_json::Value>,
+) -> (serde_json::Value, Vec<u8>, String) {
     let mut gzip = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
-    gzip.write_all(&tar).unwrap();
+    gzip.write_all(tar).unwrap();
     let layer = write_blob(dir, "application/vnd.oci.image.layer.v1.tar+gzip", &gzip.finish().unwrap());
     let mut config = json!({
         "architecture": architecture,
         "os": "linux",
-        "config": { "Entrypoint": ["/payload.txt"] },
-        "rootfs": { "type": "layers", "diff_ids": [digest(&tar)] },
+        "config": image_config,
+        "rootfs": { "type": "layers", "diff_ids": [digest(tar)] },
     });
     if let Some(labels) = labels {
         config["config"]["Labels"] = labels;
@@ -111,11 +132,11 @@ fn image_manifest(
     (descriptor, bytes, layer_digest)
 }
 
-fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
+fn tar_of(name: &str, data: &[u8], mode: u32) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_ustar();
     header.set_size(data.len() as u64);
-    header.set_mode(0o644);
+    header.set_mode(mode);
     header.set_mtime(0);
     header.set_uid(0);
     header.set_gid(0);

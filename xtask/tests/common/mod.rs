@@ -3,6 +3,7 @@
 
 pub mod fixture;
 pub mod keys;
+pub mod kube;
 pub mod layout;
 pub mod registry;
 

@@ -10,11 +10,15 @@ use xshell::cmd;
 use xtask::context::Context;
 use xtask::pinned_tools::{self, Tool};
 
-/// A distribution registry on 127.0.0.1 with its storage in a temporary folder, stopped and deleted on drop.
+/// A distribution registry on 127.0.0.1 with its storage in a temporary folder (or one the caller names), stopped
+/// (and the temporary folder deleted) on drop.
 pub struct LocalRegistry {
     process: Child,
     pub address: String,
-    storage: tempfile::TempDir,
+    /// Its configuration, log and data.
+    folder: PathBuf,
+    /// The temporary folder `folder` is, when the registry made its own.
+    _temporary: Option<tempfile::TempDir>,
 }
 
 /// The one account of a registry started with [`LocalRegistry::start_with_login`].
@@ -25,20 +29,30 @@ const LOGIN_HASH: &str = "$2a$04$jHF7NCx0hV1GRm7OPVEtqONpxg1x/uvcGMc6LxOw5xXrkJp
 
 impl LocalRegistry {
     pub fn start(ctx: &Context) -> Result<Self> {
-        Self::start_with(ctx, false)
+        Self::start_with(ctx, false, None)
     }
 
     /// A registry that wants HTTP basic authentication as [`LOGIN_USER`] with [`LOGIN_PASSWORD`].
     pub fn start_with_login(ctx: &Context) -> Result<Self> {
-        Self::start_with(ctx, true)
+        Self::start_with(ctx, true, None)
     }
 
-    fn start_with(ctx: &Context, login: bool) -> Result<Self> {
+    /// A registry keeping everything in `folder`, which outlives it: for a caller that removes what a killed run
+    /// left (with [`LocalRegistry::pid`]).
+    pub fn start_in(ctx: &Context, folder: &Path) -> Result<Self> {
+        Self::start_with(ctx, false, Some(folder))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    fn start_with(ctx: &Context, login: bool, folder: Option<&Path>) -> Result<Self> {
         let binary = pinned_tools::ensure(ctx, Tool::Registry)?;
         // The free port can be taken between probing and binding; another try picks another one.
         let mut last_error = None;
         for _ in 0..3 {
-            match Self::start_on_free_port(&binary, login) {
+            match Self::start_on_free_port(&binary, login, folder) {
                 Ok(registry) => return Ok(registry),
                 Err(error) => last_error = Some(error),
             }
@@ -46,34 +60,43 @@ impl LocalRegistry {
         Err(last_error.expect("three attempts were made"))
     }
 
-    fn start_on_free_port(binary: &Path, login: bool) -> Result<Self> {
+    fn start_on_free_port(binary: &Path, login: bool, folder: Option<&Path>) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let address = format!("127.0.0.1:{port}");
-        let storage = tempfile::Builder::new().prefix("xtask-registry-").tempdir()?;
-        let config = storage.path().join("config.yml");
+        let (folder, temporary) = match folder {
+            Some(folder) => {
+                std::fs::create_dir_all(folder)?;
+                (folder.to_owned(), None)
+            }
+            None => {
+                let temporary = tempfile::Builder::new().prefix("xtask-registry-").tempdir()?;
+                (temporary.path().to_owned(), Some(temporary))
+            }
+        };
+        let config = folder.join("config.yml");
         let mut text = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
-            storage.path().join("data").display()
+            folder.join("data").display()
         );
         if login {
-            let htpasswd = storage.path().join("htpasswd");
+            let htpasswd = folder.join("htpasswd");
             std::fs::write(&htpasswd, format!("{LOGIN_USER}:{LOGIN_HASH}\n"))?;
             text.push_str(&format!("auth:\n  htpasswd:\n    realm: xtask-test\n    path: {}\n", htpasswd.display()));
         }
         std::fs::write(&config, text)?;
-        let log = std::fs::File::create(storage.path().join("registry.log"))?;
+        let log = std::fs::File::create(folder.join("registry.log"))?;
         let sh = xshell::Shell::new()?;
         let mut command = std::process::Command::from(cmd!(sh, "{binary} serve {config}"));
         command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         let process = command.spawn().with_context(|| format!("starting the registry {}", binary.display()))?;
-        let mut registry = Self { process, address, storage };
+        let mut registry = Self { process, address, folder, _temporary: temporary };
         registry.wait_until_ready()?;
         Ok(registry)
     }
 
     /// Where the registry keeps blobs and manifests, for tests that inspect everything that was pushed.
     pub fn storage(&self) -> PathBuf {
-        self.storage.path().join("data")
+        self.folder.join("data")
     }
 
     /// What the registry serves for `repository` at a tag or digest, asked over plain HTTP: the
@@ -137,7 +160,7 @@ impl LocalRegistry {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.storage.path().join("registry.log")).unwrap_or_default()
+        std::fs::read_to_string(self.folder.join("registry.log")).unwrap_or_default()
     }
 }
 
