@@ -139,7 +139,7 @@ pub fn run(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         println!("  digest     {}", release.digest);
         println!("  image      {}", release.pinned);
         for (platform, digest) in &release.platforms {
-            println!("  {:<11}{digest}", platform.docker());
+            println!("  {:<10} {digest}", platform.docker());
         }
         println!("  tags       {}", release.tags.join(", "));
         println!("  signature  {}", release.signature);

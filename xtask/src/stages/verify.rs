@@ -146,7 +146,7 @@ pub fn print(verified: &Verified, verifier: &Verifier) {
         pieces.extend(of_platform.provenance.as_ref().map(|_| "provenance"));
         let vex = format!("VEX ({})", of_platform.vex_statements);
         pieces.extend((of_platform.vex_statements > 0).then_some(vex.as_str()));
-        println!("  {platform:<11}{}: {}", of_platform.digest, pieces.join(", "));
+        println!("  {platform:<10} {}: {}", of_platform.digest, pieces.join(", "));
     }
 }
 
