@@ -3,6 +3,8 @@
 //! `cargo xtask test` (and `cargo xtask ci`) build the images first. Run alone, a test whose image is
 //! not built for the current revision is skipped with a message, except under `CI=true`, where it fails.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,8 @@ use xtask::built::Built;
 use xtask::context::Context;
 use xtask::images::Image;
 use xtask::stack::{self, Network, Options, Stack, LABEL};
+
+use common::shop;
 
 /// The workspace and the image's current build, or `None` (skip) when it is not built outside CI.
 fn built(name: &str) -> Option<(Context, Built)> {
@@ -37,13 +41,7 @@ fn start(ctx: &Context, image: &Image, built: &Built, options: &Options) -> Stac
 }
 
 fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    shop::client(Duration::from_secs(10))
 }
 
 fn generate(client: &reqwest::blocking::Client, base: &str, length: u32) -> String {
@@ -133,42 +131,8 @@ fn fake_shop_takes_an_order_on_postgres_and_keeps_it_across_a_restart() {
     let base = stack.base_url().unwrap();
     let client = client();
 
-    let shop = client.get(format!("{base}/shop")).send().unwrap();
-    assert_eq!(shop.status(), 200);
-    let added = client.post(format!("{base}/add_to_cart/1")).form(&[("quantity", "2")]).send().unwrap();
-    assert!(added.status().is_redirection() || added.status().is_success(), "add_to_cart answered {}", added.status());
-    let cart = client.get(format!("{base}/cart")).send().unwrap();
-    assert_eq!(cart.status(), 200);
-    let checkout = [
-        ("first_name", "Ada"),
-        ("last_name", "Lovelace"),
-        ("email", "ada@example.com"),
-        ("mobile", "+44 20 7946 0000"),
-        ("address1", "12 Analytical St"),
-        ("address2", ""),
-        ("city", "London"),
-        ("state", "London"),
-        ("country", "UK"),
-        ("zip", "N1 9GU"),
-        ("card_name", "Ada Lovelace"),
-        ("card_number", "4111111111111111"),
-        ("expiry_date", "12/39"),
-        ("cvv", "123"),
-    ];
-    let placed = client.post(format!("{base}/checkout")).form(&checkout).send().unwrap();
-    assert!(
-        placed.status().is_redirection(),
-        "checkout answered {}: {}",
-        placed.status(),
-        placed.text().unwrap_or_default()
-    );
-    let confirmation = placed.headers()["location"].to_str().unwrap().to_owned();
-    assert!(confirmation.contains("/order_confirmation/"), "redirected to {confirmation}");
-    let path = confirmation.trim_start_matches(&base).to_owned();
+    let path = shop::place_an_order(&client, &base).expect("an order placed");
     let order_number = path.rsplit('/').next().unwrap().to_owned();
-    let page = client.get(format!("{base}{path}")).send().unwrap();
-    assert_eq!(page.status(), 200);
-    assert!(page.text().unwrap().contains(&order_number));
 
     stack.restart().unwrap();
     let health = image.health().unwrap();

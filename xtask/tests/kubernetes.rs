@@ -31,6 +31,7 @@ use common::keys::{self, KeyPair};
 use common::kube::{self, Programs, TestCluster};
 use common::layout;
 use common::require;
+use common::shop;
 
 /// The registry namespace the images are released under; the manifests run them in the Kubernetes namespace of the
 /// same name.
@@ -168,7 +169,8 @@ fn released_images_run_on_a_real_cluster_and_the_admission_policy_turns_the_rest
         Ok(())
     });
     cases.run("fake-shop takes an order on PostgreSQL running as a pod", || {
-        place_an_order(&format!("http://{}:5000", cluster.pod_ip(NAMESPACE, "app.kubernetes.io/name=fake-shop")?))
+        let base = format!("http://{}:5000", cluster.pod_ip(NAMESPACE, "app.kubernetes.io/name=fake-shop")?);
+        shop::place_an_order(&client(), &base).map(drop)
     });
     cases.run("an unsigned image is denied", || {
         expect_denied(&cluster, "unsigned", &unsigned, SIGNED_POLICY, "no signatures found").map(drop)
@@ -340,51 +342,9 @@ fn ensure_runs(cluster: &TestCluster, app: &str, pinned: &str) -> Result<()> {
     Ok(())
 }
 
-/// The shop's whole path to an order, as xtask/tests/images.rs walks it: the shop, a product in the cart, the
-/// checkout, the confirmation page naming the order.
-fn place_an_order(base: &str) -> Result<()> {
-    let client = client();
-    ensure!(client.get(format!("{base}/shop")).send()?.status() == 200, "GET /shop");
-    let added = client.post(format!("{base}/add_to_cart/1")).form(&[("quantity", "2")]).send()?;
-    ensure!(added.status().is_redirection() || added.status().is_success(), "add_to_cart answered {}", added.status());
-    ensure!(client.get(format!("{base}/cart")).send()?.status() == 200, "GET /cart");
-    let checkout = [
-        ("first_name", "Ada"),
-        ("last_name", "Lovelace"),
-        ("email", "ada@example.com"),
-        ("mobile", "+44 20 7946 0000"),
-        ("address1", "12 Analytical St"),
-        ("address2", ""),
-        ("city", "London"),
-        ("state", "London"),
-        ("country", "UK"),
-        ("zip", "N1 9GU"),
-        ("card_name", "Ada Lovelace"),
-        ("card_number", "4111111111111111"),
-        ("expiry_date", "12/39"),
-        ("cvv", "123"),
-    ];
-    let placed = client.post(format!("{base}/checkout")).form(&checkout).send()?;
-    ensure!(placed.status().is_redirection(), "checkout answered {}: {}", placed.status(), placed.text()?);
-    let confirmation = placed.headers()["location"].to_str()?.to_owned();
-    ensure!(confirmation.contains("/order_confirmation/"), "checkout redirected to {confirmation}");
-    let path = confirmation.trim_start_matches(base).to_owned();
-    let order_number = path.rsplit('/').next().unwrap_or_default().to_owned();
-    let page = client.get(format!("{base}{path}")).send()?;
-    ensure!(page.status() == 200, "GET {path} answered {}", page.status());
-    ensure!(page.text()?.contains(&order_number), "the confirmation page names order {order_number}");
-    Ok(())
-}
-
 /// Plain HTTP to a pod's address, never through a proxy.
 fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    shop::client(Duration::from_secs(30))
 }
 
 /// Key-based signing without the transparency log, as `release --key` does.

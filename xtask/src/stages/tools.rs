@@ -14,7 +14,7 @@ pub struct ToolsArgs {
 
 pub fn run(ctx: &Context, args: &ToolsArgs) -> Result<()> {
     let resolved = if args.tools.is_empty() {
-        pinned_tools::ensure_all(ctx, &Tool::ALL)?
+        pinned_tools::ensure_all(ctx, &Tool::all())?
     } else {
         args.tools.iter().map(|&tool| Ok((tool, pinned_tools::ensure(ctx, tool)?))).collect::<Result<Vec<_>>>()?
     };

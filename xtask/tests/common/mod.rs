@@ -6,6 +6,7 @@ pub mod keys;
 pub mod kube;
 pub mod layout;
 pub mod registry;
+pub mod shop;
 
 use xtask::context::Context;
 
