@@ -10,6 +10,7 @@ use xshell::cmd;
 
 use crate::built::Layout;
 use crate::context::Context;
+use crate::files::remove_dir_if_present;
 use crate::oci::{self, Descriptor, LayoutWriter, Platform as OciPlatform};
 use crate::platform::Platform;
 
@@ -33,9 +34,7 @@ pub fn write_reproducible(
 
     let revision = ctx.revision()?;
     let staging_dir = dir.with_extension("partial");
-    if staging_dir.exists() {
-        std::fs::remove_dir_all(&staging_dir)?;
-    }
+    remove_dir_if_present(&staging_dir)?;
     let writer = LayoutWriter::create(&staging_dir)?;
     let mut layers: Vec<Descriptor> = Vec::new();
     let mut diff_ids = Vec::new();
@@ -84,9 +83,7 @@ pub fn load(ctx: &Context, layout: &Path, reference: &str, manifest: &str, confi
 /// Returns the index's digest.
 pub fn write_index(ctx: &Context, dir: &Path, platforms: &[(Platform, &Path)]) -> Result<String> {
     let staging_dir = dir.with_extension("partial");
-    if staging_dir.exists() {
-        std::fs::remove_dir_all(&staging_dir)?;
-    }
+    remove_dir_if_present(&staging_dir)?;
     let writer = LayoutWriter::create(&staging_dir)?;
     let blobs = staging_dir.join("blobs").join("sha256");
     let mut manifests = Vec::new();
@@ -114,9 +111,7 @@ pub fn write_index(ctx: &Context, dir: &Path, platforms: &[(Platform, &Path)]) -
 
 /// Moves a complete folder over `dir`: nothing half-written is ever at `dir`.
 fn replace_dir(complete: &Path, dir: &Path) -> Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
+    remove_dir_if_present(dir)?;
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent)?;
     }

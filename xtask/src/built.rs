@@ -41,9 +41,7 @@ impl Built {
         let (id, size_bytes) = docker::image_id_and_size(&ctx.sh, &reference)?;
         let record = Built { image: image.to_owned(), platform, reference, id, size_bytes, build_seconds, layout };
         let path = ctx.out.build_record(image, platform);
-        std::fs::create_dir_all(path.parent().context("record path has no parent")?)?;
-        std::fs::write(&path, serde_json::to_string_pretty(&record)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::files::write(&path, serde_json::to_string_pretty(&record)?)?;
         Ok(record)
     }
 

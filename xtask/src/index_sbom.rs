@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::context::Context;
@@ -20,9 +20,7 @@ pub fn write(ctx: &Context, image: &str, repository: &str, platforms: &[(Platfor
     let platforms: Vec<(String, String)> =
         platforms.iter().map(|(platform, digest)| (platform.docker(), digest.clone())).collect();
     let path = ctx.out.index_sbom(image);
-    std::fs::create_dir_all(path.parent().context("an SBOM path without a folder")?)?;
-    std::fs::write(&path, serde_json::to_string_pretty(&document(repository, image, &platforms, created))?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    crate::files::write(&path, serde_json::to_string_pretty(&document(repository, image, &platforms, created))?)?;
     Ok(path)
 }
 

@@ -5,6 +5,7 @@ pub mod stages;
 
 // The workspace, read once per command.
 pub mod context;
+pub mod files;
 pub mod images;
 pub mod out;
 pub mod revision;

@@ -2,7 +2,7 @@
 //! output is streamed (a build, a test runner) and the one place that turns library errors into a readable line.
 
 use std::io::BufRead as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use anyhow::{Context as _, Result};
@@ -48,6 +48,16 @@ pub fn host_ca_bundle() -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// `program` as a shell finds it: a path as it is, a bare name in the folders of PATH.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).is_file().then(|| PathBuf::from(program));
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +71,12 @@ mod tests {
         assert_eq!(status.code(), Some(3));
         lines.sort();
         assert_eq!(lines, ["err\n", "out\n"]);
+    }
+
+    #[test]
+    fn a_program_is_found_by_path_or_by_name() {
+        assert!(find_program("/bin/sh").is_some());
+        assert!(find_program("sh").is_some_and(|path| path.ends_with("sh")));
+        assert!(find_program("surely-not-a-program-xyz").is_none());
     }
 }

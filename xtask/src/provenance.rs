@@ -96,11 +96,7 @@ fn source(ctx: &Context) -> Result<(Value, Vec<Value>)> {
 }
 
 fn save(path: &Path, predicate: &Value) -> Result<PathBuf> {
-    if let Some(folder) = path.parent() {
-        std::fs::create_dir_all(folder)?;
-    }
-    std::fs::write(path, serde_json::to_string_pretty(predicate)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    crate::files::write(path, serde_json::to_string_pretty(predicate)?)?;
     Ok(path.to_owned())
 }
 

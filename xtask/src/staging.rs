@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result};
 use xshell::cmd;
 
 use crate::context::Context;
+use crate::files::remove_dir_if_present;
 use crate::platform::Platform;
 
 /// What the staged context holds besides the workspace files.
@@ -33,9 +34,7 @@ pub struct Inputs<'a> {
 pub fn stage(ctx: &Context, image: &str, inputs: &Inputs) -> Result<PathBuf> {
     let dir = ctx.out.build_context(image, inputs.platform);
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(ctx.revision()?.commit_time);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
+    remove_dir_if_present(&dir)?;
     for relative in workspace_files(ctx)? {
         place(&ctx.root.join(&relative), &dir.join(&relative), epoch)?;
     }

@@ -20,6 +20,7 @@ use anyhow::{bail, Context as _, Result};
 use xshell::cmd;
 
 use crate::context::Context;
+use crate::files::remove_dir_if_present;
 use crate::oci::{self, LayoutWriter};
 use crate::pinned_tools::{self, Tool};
 use crate::registry::{self, Reference};
@@ -285,15 +286,6 @@ fn artifact_layout(db_dir: &Path, layout: &Path) -> Result<PathBuf> {
     });
     let manifest = writer.blob(MANIFEST_TYPE, &oci::canonical_json(&manifest)?)?;
     writer.finish(manifest, SCHEMA_TAG, &[]).with_context(|| format!("writing the OCI layout {}", layout.display()))
-}
-
-fn remove_dir_if_present(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            Err(error).with_context(|| format!("removing {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result};
 use xshell::cmd;
 
 use crate::context::Context;
+use crate::files::remove_dir_if_present;
 use crate::platform::Platform;
 use crate::stamp::{self, Stamp};
 
@@ -35,9 +36,7 @@ pub fn stage(ctx: &Context, image: &str, locks: &[PathBuf], platform: Platform, 
     if stamp.is_current() {
         return Ok(destination);
     }
-    if destination.exists() {
-        std::fs::remove_dir_all(&destination).with_context(|| format!("removing {}", destination.display()))?;
-    }
+    remove_dir_if_present(&destination)?;
     std::fs::create_dir_all(&destination)?;
     let cache = cache.join("wheels");
     std::fs::create_dir_all(&cache)?;

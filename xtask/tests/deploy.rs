@@ -25,6 +25,7 @@ use xtask::stages::deploy::{self, DeployArgs, LABEL};
 use xtask::stages::release::{publish, Destination, PlatformImage, Published, Signing};
 use xtask::stages::verify::TrustArgs;
 
+use common::evidence;
 use common::registry::LocalRegistry;
 use common::require;
 
@@ -88,8 +89,7 @@ impl World {
             // Written beside it and renamed: a test running beside this one never reads half a file.
             std::fs::create_dir_all(sbom.parent().unwrap()).unwrap();
             let written = sbom.with_extension(unique("partial"));
-            std::fs::write(&written, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[]}"#)
-                .unwrap();
+            std::fs::write(&written, evidence::EMPTY_SBOM).unwrap();
             std::fs::rename(written, sbom).unwrap();
         }
         let destination = Destination::parse(&format!("{}/team", self.registry.address)).unwrap();
@@ -117,26 +117,14 @@ impl World {
 
     fn attest_sbom(&self, pinned: &str) {
         let path = self.folder.path().join(unique("sbom"));
-        std::fs::write(&path, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[]}"#).unwrap();
+        std::fs::write(&path, evidence::EMPTY_SBOM).unwrap();
         self.signer().attest(&self.cosign, pinned, cosign::SBOM_PREDICATE, &path, Tlog::Offline).unwrap();
     }
 
     /// A provenance of this pipeline for the image, naming `commit`, as `build` writes one.
     fn attest_provenance(&self, pinned: &str, commit: &str) {
-        let predicate = serde_json::json!({
-            "buildDefinition": {
-                "buildType": xtask::provenance::BUILD_TYPE,
-                "externalParameters": {
-                    "image": APP,
-                    "platform": "linux/amd64",
-                    "source": { "repository": "https://example.test/distroless-python", "revision": commit },
-                },
-                "resolvedDependencies": [{ "uri": "git+https://example.test/distroless-python", "digest": { "gitCommit": commit } }],
-            },
-            "runDetails": { "builder": { "id": "urn:distroless-python:host:test" } },
-        });
         let path = self.folder.path().join(unique("provenance"));
-        std::fs::write(&path, predicate.to_string()).unwrap();
+        std::fs::write(&path, evidence::provenance(APP, "linux/amd64", commit).to_string()).unwrap();
         let kind = xtask::provenance::COSIGN_TYPE;
         self.signer().attest(&self.cosign, pinned, kind, &path, Tlog::Offline).unwrap();
     }

@@ -356,7 +356,7 @@ fn key_signing(cosign: &Path, keys: &KeyPair, derived: &Path) -> Signing {
 }
 
 /// The image's SBOM as `ci` writes it (written now if `ci` has not run).
-fn sbom(ctx: &Context, built: &Built) -> std::path::PathBuf {
+fn sbom(ctx: &Context, built: &Built) -> PathBuf {
     let path = ctx.out.sbom(&built.name());
     if !path.is_file() {
         let source =
@@ -368,9 +368,7 @@ fn sbom(ctx: &Context, built: &Built) -> std::path::PathBuf {
 
 /// A password nobody wrote down: 24 random bytes, hex.
 fn random(purpose: &str) -> String {
-    let mut bytes = [0u8; 24];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut bytes).unwrap();
-    format!("{purpose}-{}", hex::encode(bytes))
+    format!("{purpose}-{}", xtask::stack::random_hex(24).unwrap())
 }
 
 /// The cases of the test, each run whatever happened to the ones before, each reported with what went wrong and

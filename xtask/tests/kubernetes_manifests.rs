@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::evidence::{self, EMPTY_SBOM, REPOSITORY};
 use common::keys::generate_key_pair;
 use common::layout;
 use common::registry::LocalRegistry;
@@ -106,45 +107,22 @@ fn the_external_redis_overlay_switches_the_embedded_redis_off() {
     assert!(manifests.names_of("Service").contains(&"redis".to_owned()));
 }
 
-/// The repository the test's provenances name.
-const REPOSITORY: &str = "https://example.test/distroless-python";
-
 /// A committed checkout whose `out/` holds the SBOM and the provenance of each platform of `images`, as `ci` leaves
 /// them for `release`.
 fn released_checkout(root: &Path, images: &[&str]) -> (Context, String) {
     std::fs::create_dir_all(root).unwrap();
     let ctx = Context::at(root.to_owned()).unwrap();
-    std::fs::write(root.join(".gitignore"), "/out/\n").unwrap();
     // The repository the index's provenance names, as `release` writes it.
     std::fs::write(root.join("Cargo.toml"), format!("[workspace.package]\nrepository = \"{REPOSITORY}\"\n")).unwrap();
-    for args in [
-        &["init", "--quiet"][..],
-        &["add", "."],
-        &["-c", "user.name=xtask", "-c", "user.email=xtask@localhost", "commit", "--quiet", "-m", "release me"],
-    ] {
-        ctx.read("git", args).unwrap();
-    }
-    let commit = ctx.read("git", &["rev-parse", "HEAD"]).unwrap();
+    let commit = evidence::commit_all(&ctx);
     for image in images {
         for platform in Platform::ALL {
             let sbom = ctx.out.sbom(&format!("{image}/{}", platform.arch()));
             std::fs::create_dir_all(sbom.parent().unwrap()).unwrap();
-            std::fs::write(&sbom, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[]}"#)
-                .unwrap();
-            let provenance = serde_json::json!({
-                "buildDefinition": {
-                    "buildType": xtask::provenance::BUILD_TYPE,
-                    "externalParameters": {
-                        "image": image,
-                        "platform": platform.docker(),
-                        "source": { "repository": REPOSITORY, "revision": commit },
-                    },
-                },
-                "runDetails": { "builder": { "id": "urn:distroless-python:host:test" } },
-            });
+            std::fs::write(&sbom, EMPTY_SBOM).unwrap();
             let path = ctx.out.provenance(image, platform);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, provenance.to_string()).unwrap();
+            std::fs::write(path, evidence::provenance(image, &platform.docker(), &commit).to_string()).unwrap();
         }
     }
     (ctx, commit)
@@ -233,16 +211,17 @@ fn a_deploy_verifies_every_image_and_renders_what_it_verified() {
     let policy_file = folder.path().join("policy.yaml");
     std::fs::write(&policy_file, policy).unwrap();
     let sh = xshell::Shell::new().unwrap();
+    // The tester's verdict on `image` under the policy in `policy_file` as it is then.
+    let test = |image: &str| {
+        cmd!(sh, "{tester} --policy {policy_file} --image {image}").quiet().ignore_status().output().unwrap()
+    };
     for pinned in indexes.values() {
-        let output =
-            cmd!(sh, "{tester} --policy {policy_file} --image {pinned}").quiet().ignore_status().output().unwrap();
+        let output = test(pinned);
         let said = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "policy-controller refuses {pinned}:\n{said}");
     }
     let unsigned = format!("{}@{}", destination.repository("fake-shop"), unsigned.digest);
-    let output =
-        cmd!(sh, "{tester} --policy {policy_file} --image {unsigned}").quiet().ignore_status().output().unwrap();
-    assert!(!output.status.success(), "policy-controller admits the unsigned {unsigned}");
+    assert!(!test(&unsigned).status.success(), "policy-controller admits the unsigned {unsigned}");
     // Signed in cosign 3's default format (a Sigstore bundle as an OCI referrer) instead: policy-controller does not
     // read it, which is why `release` signs in the tag format (cosign::SIGNING_FORMAT).
     let bundled = layout::built_from(&folder.path().join("bundled"), "bundled", None);
@@ -258,8 +237,10 @@ fn a_deploy_verifies_every_image_and_renders_what_it_verified() {
         .ignore_stderr()
         .run()
         .unwrap();
-    let output = cmd!(sh, "{tester} --policy {policy_file} --image {pinned}").quiet().ignore_status().output().unwrap();
-    assert!(!output.status.success(), "policy-controller reads a bundle signature after all: tag format unneeded?");
+    assert!(
+        !test(&pinned).status.success(),
+        "policy-controller reads a bundle signature after all: tag format unneeded?"
+    );
     // The same images under a policy rendered for another repository: the provenance's Rego refuses them.
     let scope = Scope {
         released: released.iter().map(|image| destination.repository(image)).collect(),
@@ -269,8 +250,7 @@ fn a_deploy_verifies_every_image_and_renders_what_it_verified() {
     let elsewhere =
         policy::render_file(&workspace, &Verifier::Key(keys.public.clone()), Tlog::Offline, &scope).unwrap();
     std::fs::write(&policy_file, kubernetes::to_yaml(&elsewhere).unwrap()).unwrap();
-    let index = &indexes["fake-shop"];
-    let output = cmd!(sh, "{tester} --policy {policy_file} --image {index}").quiet().ignore_status().output().unwrap();
+    let output = test(&indexes["fake-shop"]);
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success() && said.contains("rego"), "a provenance of another repository passes: {said}");
 }

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use xshell::cmd;
 use xtask::context::Context;
 
+use common::evidence;
 use common::keys::{generate_key_pair, KeyPair};
 use common::layout::{self, Layout};
 use common::registry::{LocalRegistry, LOGIN_PASSWORD, LOGIN_USER};
@@ -52,11 +53,10 @@ impl Bench {
         let ctx = Context::at(root).unwrap();
         let keys = generate_key_pair(&cosign, &folder.path().join("keys"), &unique("password"));
         let bench = Self { ctx, workspace, registry, cosign, keys, name: unique(name), folder };
-        bench.commit();
+        let commit = evidence::commit_all(&bench.ctx);
         let sbom = bench.ctx.out.sbom(&bench.name);
         std::fs::create_dir_all(sbom.parent().unwrap()).unwrap();
-        std::fs::write(&sbom, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[]}"#).unwrap();
-        let commit = bench.commit_id();
+        std::fs::write(&sbom, evidence::EMPTY_SBOM).unwrap();
         bench.write_provenance(&bench.ctx.out.provenance(&bench.name, Platform::Amd64), &commit);
         Some(bench)
     }
@@ -67,31 +67,8 @@ impl Bench {
 
     /// A provenance of this pipeline for the test's image, naming `commit`, as `build` writes one.
     fn write_provenance(&self, path: &Path, commit: &str) {
-        let predicate = serde_json::json!({
-            "buildDefinition": {
-                "buildType": xtask::provenance::BUILD_TYPE,
-                "externalParameters": {
-                    "image": self.name,
-                    "platform": "linux/amd64",
-                    "source": { "repository": "https://example.test/distroless-python", "revision": commit },
-                },
-                "resolvedDependencies": [{ "uri": "git+https://example.test/distroless-python", "digest": { "gitCommit": commit } }],
-            },
-            "runDetails": { "builder": { "id": "urn:distroless-python:host:test" } },
-        });
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, predicate.to_string()).unwrap();
-    }
-
-    fn commit(&self) {
-        std::fs::write(self.ctx.root.join(".gitignore"), "/out/\n").unwrap();
-        for args in [
-            &["init", "--quiet"][..],
-            &["add", "."],
-            &["-c", "user.name=xtask", "-c", "user.email=xtask@localhost", "commit", "--quiet", "-m", "release me"],
-        ] {
-            self.ctx.read("git", args).unwrap();
-        }
+        std::fs::write(path, evidence::provenance(&self.name, "linux/amd64", commit).to_string()).unwrap();
     }
 
     fn destination(&self) -> Destination {

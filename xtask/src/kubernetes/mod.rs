@@ -22,8 +22,7 @@ pub const BASE: &str = "deploy/kubernetes/base";
 
 /// kubectl from PATH: it is the cluster's client, not a pinned tool (Debian: `apt-get install kubernetes-client`).
 pub fn kubectl() -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|dir| dir.join("kubectl")).find(|candidate| candidate.is_file()).context(
+    crate::process::find_program("kubectl").context(
         "kubectl is not on PATH: install it (Debian: `apt-get install kubernetes-client`; any kubectl from 1.20 on)",
     )
 }
@@ -160,12 +159,7 @@ impl Manifests {
     fn containers(&self) -> impl Iterator<Item = (String, &Value)> {
         self.objects.iter().flat_map(|object| {
             let name = object_name(object);
-            pod_spec(object)
-                .into_iter()
-                .flat_map(|pod| ["initContainers", "containers"].map(|field| &pod[field]))
-                .filter_map(Value::as_array)
-                .flatten()
-                .map(move |container| (name.clone(), container))
+            pod_spec(object).into_iter().flat_map(pod_containers).map(move |container| (name.clone(), container))
         })
     }
 }
@@ -219,11 +213,19 @@ fn pod_spec(object: &Value) -> Option<&Value> {
     object.pointer(pod_spec_pointer(kind(object))?)
 }
 
+/// The fields of a pod spec that list containers.
+const CONTAINER_LISTS: [&str; 2] = ["initContainers", "containers"];
+
+/// Every container and init container of a pod spec.
+fn pod_containers(pod: &Value) -> impl Iterator<Item = &Value> {
+    CONTAINER_LISTS.into_iter().filter_map(|field| pod[field].as_array()).flatten()
+}
+
 fn containers_mut(object: &mut Value) -> Vec<&mut Value> {
     let Some(pointer) = pod_spec_pointer(kind(object)) else { return Vec::new() };
     let Some(Value::Object(pod)) = object.pointer_mut(pointer) else { return Vec::new() };
     pod.iter_mut()
-        .filter(|(field, _)| *field == "initContainers" || *field == "containers")
+        .filter(|(field, _)| CONTAINER_LISTS.contains(&field.as_str()))
         .filter_map(|(_, containers)| containers.as_array_mut())
         .flatten()
         .collect()
@@ -274,8 +276,7 @@ fn check_pod(pod: &Value) -> Vec<String> {
             empty_dirs.insert(name.to_owned());
         }
     }
-    let containers = ["initContainers", "containers"].map(|field| &pod[field]);
-    for container in containers.iter().filter_map(|list| list.as_array()).flatten() {
+    for container in pod_containers(pod) {
         let name = container["name"].as_str().unwrap_or("?");
         problems.extend(
             check_container(container, &empty_dirs).into_iter().map(|problem| format!("container {name}: {problem}")),

@@ -274,8 +274,7 @@ fn write(ctx: &Context, rendered: &Rendered) -> Result<()> {
         (ctx.out.kubernetes_policy(), &rendered.policy_yaml),
     ];
     for (path, text) in &files {
-        std::fs::create_dir_all(path.parent().context("a path without a folder")?)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        crate::files::write(path, text)?;
     }
     let paths: Vec<String> = files.iter().map(|(path, _)| path.display().to_string()).collect();
     eprintln!("xtask: rendered {}", paths.join(", "));
@@ -297,19 +296,17 @@ pub struct Options {
 /// checks objects against what it holds.
 pub fn plan(rendered: &Rendered, facts: &Facts, options: &Options) -> Result<Vec<Step>> {
     let namespace = &rendered.namespace;
-    let prefix: Vec<String> =
-        options.context.iter().flat_map(|context| ["--context".to_owned(), context.clone()]).collect();
+    let prefix = kubectl::context_args(options.context.as_deref());
     let step = |what: String, args: &[&str], input: Input, fix: String| Step {
         what,
         args: prefix.iter().cloned().chain(args.iter().map(|arg| arg.to_string())).collect(),
         input,
         fix,
     };
-    let apply = if options.dry_run {
-        &["apply", "--server-side", FIELD_MANAGER, "--dry-run=server", "--warnings-as-errors", "-f", "-"][..]
-    } else {
-        &["apply", "--server-side", FIELD_MANAGER, "-f", "-"][..]
-    };
+    let server_dry_run: &[&str] =
+        &["apply", "--server-side", FIELD_MANAGER, "--dry-run=server", "--warnings-as-errors", "-f", "-"];
+    let apply =
+        if options.dry_run { server_dry_run } else { &["apply", "--server-side", FIELD_MANAGER, "-f", "-"][..] };
     let missing_policies: Vec<&String> =
         rendered.policies.iter().filter(|name| !facts.policies.contains(*name)).collect();
     if options.dry_run && !facts.namespace {
@@ -373,11 +370,9 @@ pub fn plan(rendered: &Rendered, facts: &Facts, options: &Options) -> Result<Vec
             format!("check that the account may create secrets in {namespace} (`kubectl auth can-i create secrets -n {namespace}`)"),
         ));
     }
-    let dry_run: &[&str] =
-        &["apply", "--server-side", FIELD_MANAGER, "--dry-run=server", "--warnings-as-errors", "-f", "-"];
     steps.push(step(
         format!("dry-run the workloads in {namespace} (Pod Security, admission webhooks; a warning fails)"),
-        dry_run,
+        server_dry_run,
         Input::Manifests(rendered.workloads_yaml.clone()),
         "the messages above name the object and the field; a `violates PodSecurity` or policy-controller's `failed \
          policy` names the image"

@@ -250,8 +250,7 @@ fn write_vex(
         return Ok(None);
     };
     let path = ctx.out.vex(image, platform);
-    std::fs::create_dir_all(path.parent().context("a VEX path without a folder")?)?;
-    std::fs::write(&path, serde_json::to_string_pretty(&document)?)?;
+    crate::files::write(&path, serde_json::to_string_pretty(&document)?)?;
     Ok(Some(path))
 }
 

@@ -15,6 +15,7 @@ use xshell::cmd;
 
 use crate::built::Built;
 use crate::context::Context;
+use crate::files::remove_dir_if_present;
 use crate::image_diff::{first_difference, ImageBlobs};
 use crate::platform::{Platform, PlatformArgs};
 use crate::registry::Reference;
@@ -107,9 +108,7 @@ pub fn run(ctx: &Context, args: &ReproduceArgs) -> Result<()> {
 fn fresh_clone(ctx: &Context) -> Result<PathBuf> {
     let folder = ctx.out.dir().join("reproduce");
     let clone = folder.join("checkout");
-    if clone.exists() {
-        std::fs::remove_dir_all(&clone).with_context(|| format!("removing {}", clone.display()))?;
-    }
+    remove_dir_if_present(&clone)?;
     std::fs::create_dir_all(&folder)?;
     let (sh, root) = (&ctx.sh, &ctx.root);
     cmd!(sh, "git clone --quiet --no-hardlinks {root} {clone}").run().context("cloning the commit")?;

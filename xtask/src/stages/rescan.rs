@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use anyhow::{bail, Context as _, Result};
 
 use crate::context::Context;
+use crate::files::remove_dir_if_present;
 use crate::platform::Platform;
 use crate::policy::Policy;
 use crate::registry::{self, Reference};
@@ -34,12 +35,7 @@ pub fn run(ctx: &Context, args: &RescanArgs) -> Result<()> {
     let database = Database::from_env()?;
     // Only tonight's reports: a report left by an earlier rescan would reach code scanning as if it were new.
     let reports_root = ctx.out.dir().join("rescan");
-    match std::fs::remove_dir_all(&reports_root) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(error).with_context(|| format!("clearing the previous reports in {}", reports_root.display()));
-        }
-        _ => {}
-    }
+    remove_dir_if_present(&reports_root).context("clearing the previous reports")?;
     let mut failed = Vec::new();
     for image in ctx.select(&args.images)? {
         let repository = destination.repository(&image.name);

@@ -108,8 +108,7 @@ fn record_pass(ctx: &Context, args: &TestArgs, runners: &[Runner]) -> Result<()>
         finished: jiff::Timestamp::now().to_string(),
     };
     let path = ctx.out.test_record();
-    std::fs::create_dir_all(path.parent().context("a record path without a folder")?)?;
-    std::fs::write(&path, serde_json::to_string_pretty(&pass)?).with_context(|| format!("writing {}", path.display()))
+    crate::files::write(&path, serde_json::to_string_pretty(&pass)?)
 }
 
 /// Whether `cargo xtask test` passed in full for the commit checked out, with a clean tree.

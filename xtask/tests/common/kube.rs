@@ -134,11 +134,9 @@ pub fn is_root() -> bool {
 
 /// The first `program` in PATH, or in the sbin folders, where Debian puts runc.
 fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+    xtask::process::find_program(program).or_else(|| {
+        ["/usr/sbin", "/sbin"].map(|dir| Path::new(dir).join(program)).into_iter().find(|candidate| candidate.is_file())
+    })
 }
 
 /// A running component: its process, and how long it may take to stop after SIGTERM.
@@ -185,11 +183,7 @@ impl TestCluster {
             eprintln!("kube: removing what an earlier cluster of this checkout left behind");
             previous.remove(&sh, &containerd_socket).context("removing what an earlier cluster left behind")?;
         }
-        for entry in std::fs::read_dir(&dir)?.flatten() {
-            let path = entry.path();
-            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-            removed.with_context(|| format!("removing {}", path.display()))?;
-        }
+        clear_folder(&dir, &[])?;
         for folder in ["logs", "pids", "pki", "etcd", "containerd", "kubelet", "policy-controller"] {
             std::fs::create_dir_all(dir.join(folder))?;
         }
@@ -388,7 +382,7 @@ impl TestCluster {
         self.spawn("containerd", 10, cmd!(sh, "{containerd} --config {containerd_config}"))?;
         self.wait("containerd", "containerd to listen", 30, || Ok(self.containerd_socket.exists()))?;
 
-        let (kubelet, node) = (&programs.kubelet, self.host.node_name());
+        let (kubelet, node) = (&programs.kubelet, self.host.name());
         let kubelet_dir = self.dir.join("kubelet");
         let kubelet_config = kubelet_dir.join("config.yaml");
         std::fs::write(&kubelet_config, config::kubelet(&self.host, &self.containerd_socket, &kubelet_dir))?;
@@ -461,7 +455,7 @@ endpoints: [{{addresses: [\"{}\"], conditions: {{ready: true}}}}]
         ))
         .context("creating policy-controller's Service")?;
 
-        let netns = self.host.netns();
+        let netns = self.host.name();
         let registry_port: u16 = self.registry().rsplit(':').next().unwrap_or_default().parse()?;
         for port in [apiserver_port, registry_port] {
             self.forwards.push(Forward::into_netns(&netns, port)?);
@@ -614,12 +608,9 @@ spec:
             Ok(()) => {
                 // Only the logs stay, for whoever reads a failure: the rest is big (image layers, etcd) or a secret
                 // (the keys, the admin token).
-                for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-                    if entry.file_name() != "logs" {
-                        let path = entry.path();
-                        let _ =
-                            if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-                    }
+                // What is left here is in the checkout's out/, not on the machine: said, and not a failure.
+                if let Err(error) = clear_folder(&self.dir, &["logs"]) {
+                    eprintln!("kube: {error:#}");
                 }
             }
             Err(error) => problems.push(format!("removing what the cluster made on this machine: {error:#}")),
@@ -661,6 +652,23 @@ impl Drop for TestCluster {
             eprintln!("kube: {error:#}");
         }
     }
+}
+
+/// Removes everything in `dir` but the entries named in `keep`: every entry is tried, and the first failure is
+/// returned.
+fn clear_folder(dir: &Path, keep: &[&str]) -> Result<()> {
+    let mut first_failure = Ok(());
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+        if keep.iter().any(|name| entry.file_name() == *name) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        if let Err(error) = removed {
+            first_failure = first_failure.and(Err(error).with_context(|| format!("removing {}", path.display())));
+        }
+    }
+    first_failure
 }
 
 /// Writes `out/kube/pids/NAME`: the pid and start time of a process the next start kills if this run is killed.

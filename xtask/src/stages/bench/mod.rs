@@ -166,24 +166,17 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> Result<()> {
         eprintln!("==> bench: {title} done in {:.0}s", section_started.elapsed().as_secs_f64());
         sections.push(section);
         // Written after each comparison, so an interrupted run keeps what it measured.
-        write_page(&output, &page(&machine, &plan, &sections))?;
+        crate::files::write(&output, page(&machine, &plan, &sections))?;
     }
     let page = page(&machine, &plan, &sections);
     println!("{page}");
-    write_page(&output, &page)?;
+    crate::files::write(&output, &page)?;
     eprintln!("bench: wrote {} in {:.0}s", output.display(), started.elapsed().as_secs_f64());
     let failed: Vec<&str> = sections.iter().filter(|s| s.failure.is_some()).map(|s| s.title.as_str()).collect();
     if !failed.is_empty() {
         bail!("bench: not measured: {} (reasons above and in {})", failed.join(", "), output.display());
     }
     Ok(())
-}
-
-fn write_page(path: &Path, page: &str) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Where the figures were measured: they mean little without it.
@@ -262,13 +255,13 @@ fn page(machine: &Machine, plan: &Plan, sections: &[Section]) -> String {
 /// The program's path; when it is missing, it is installed from the distribution's packages where this process
 /// may (root with apt-get, as `.ci/run` installs the test tools), else an error says how to install it.
 fn require_program(program: &str, debian_package: &str) -> Result<PathBuf> {
-    if let Some(path) = find_program(program) {
+    if let Some(path) = crate::process::find_program(program) {
         return Ok(path);
     }
     let is_root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
         status.lines().any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
     });
-    if is_root && find_program("apt-get").is_some() {
+    if is_root && crate::process::find_program("apt-get").is_some() {
         eprintln!("bench: installing {debian_package} with apt-get (it provides `{program}`)");
         let sh = xshell::Shell::new()?;
         let install = || {
@@ -283,7 +276,7 @@ fn require_program(program: &str, debian_package: &str) -> Result<PathBuf> {
             eprintln!("bench: apt-get could not install {debian_package}: {error}");
         }
     }
-    find_program(program).ok_or_else(|| missing_program(program, debian_package))
+    crate::process::find_program(program).ok_or_else(|| missing_program(program, debian_package))
 }
 
 fn missing_program(program: &str, debian_package: &str) -> anyhow::Error {
@@ -291,15 +284,6 @@ fn missing_program(program: &str, debian_package: &str) -> anyhow::Error {
         "`{program}` is not installed: install it with `apt-get install {debian_package}` (Debian/Ubuntu) and run \
          the bench again"
     )
-}
-
-fn find_program(program: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        return Path::new(program).is_file().then(|| PathBuf::from(program));
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
 }
 
 /// A file in the temporary directory, removed when dropped.
@@ -348,6 +332,5 @@ mod tests {
     fn a_missing_program_names_the_package_to_install() {
         let error = missing_program("surely-not-a-program-xyz", "xyz-tools").to_string();
         assert!(error.contains("apt-get install xyz-tools"), "{error}");
-        assert!(find_program("/bin/sh").is_some());
     }
 }

@@ -20,7 +20,7 @@ impl Kubectl {
     /// Runs read-only kubectl `args`; returns its stdout.
     pub(super) fn read(&self, args: &[&str]) -> Result<String> {
         let sh = xshell::Shell::new()?;
-        let (kubectl, context) = (&self.path, self.context_args());
+        let (kubectl, context) = (&self.path, context_args(self.context.as_deref()));
         xshell::cmd!(sh, "{kubectl} {context...} {args...}").quiet().read().with_context(|| {
             let context =
                 self.context.as_deref().map_or("the current context".to_owned(), |name| format!("context {name}"));
@@ -29,10 +29,6 @@ impl Kubectl {
                 args.join(" ")
             )
         })
-    }
-
-    pub(super) fn context_args(&self) -> Vec<String> {
-        self.context.iter().flat_map(|context| ["--context".to_owned(), context.clone()]).collect()
     }
 
     /// What the cluster holds of what the deploy makes, asked read-only.
@@ -113,6 +109,11 @@ impl Kubectl {
         eprint!("{stderr}");
         Ok(())
     }
+}
+
+/// `--context NAME` when a context is given: kubectl's current context otherwise.
+pub(super) fn context_args(context: Option<&str>) -> Vec<String> {
+    context.iter().flat_map(|context| ["--context".to_owned(), context.to_string()]).collect()
 }
 
 /// The Secret objects, one random value of 32 bytes (hex) per key, and the values, to scrub kubectl's output with.

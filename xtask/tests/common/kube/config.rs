@@ -2,7 +2,6 @@
 //! configuration of containerd, the CNI network and the kubelet. Each names only loopback, the cluster's own
 //! subnets and folders under `out/kube/`.
 
-use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -36,7 +35,7 @@ impl Pki {
             service_account_key: file("service-account.key"),
             service_account_public: file("service-account.pub"),
             tokens: file("tokens.csv"),
-            token: random_hex(32)?,
+            token: xtask::stack::random_hex(32)?,
         };
         let (ca, ca_key) = (&pki.ca, &pki.ca_key);
         // EC P-256 throughout: generated in milliseconds, and accepted by every component.
@@ -123,12 +122,6 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn random_hex(bytes: usize) -> Result<String> {
-    let mut buffer = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut buffer)?;
-    Ok(hex::encode(buffer))
-}
-
 /// containerd with its own root, state, socket and runc state; its CRI plugin pulls from the test registry over
 /// plain HTTP and runs `sandbox_image` as every pod's sandbox.
 pub fn containerd(dir: &Path, registry: &str, sandbox_image: &str, runc: &Path, cni_plugins: &Path) -> Result<String> {
@@ -197,7 +190,7 @@ disabled_plugins = [
 pub fn cni_network(host: &Host, ipam_dir: &Path) -> String {
     serde_json::json!({
         "cniVersion": "1.0.0",
-        "name": host.network(),
+        "name": host.name(),
         "plugins": [{
             "type": "bridge",
             "bridge": host.bridge(),
@@ -244,7 +237,7 @@ authentication:
   webhook: {{enabled: false}}
 authorization: {{mode: AlwaysAllow}}
 ",
-        cgroup = host.cgroup(),
+        cgroup = host.name(),
         socket = containerd_socket.display(),
     )
 }

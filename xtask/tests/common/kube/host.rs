@@ -89,7 +89,10 @@ impl Host {
         serde_json::from_slice(&std::fs::read(root.join("host.json")).ok()?).ok()
     }
 
-    pub fn netns(&self) -> String {
+    /// One name for everything the run creates once per host: the network namespace, the CNI network (which also
+    /// prefixes the CNI library's cache entries and comments the iptables rule), the kubelet's cgroup root (one
+    /// folder in each cgroup hierarchy) and the node.
+    pub fn name(&self) -> String {
         format!("xtask-kube-{}", self.id)
     }
 
@@ -103,20 +106,6 @@ impl Host {
 
     pub fn bridge(&self) -> String {
         format!("xk{}br", self.id)
-    }
-
-    /// The CNI network's name, which also prefixes the CNI library's cache entries.
-    pub fn network(&self) -> String {
-        format!("xtask-kube-{}", self.id)
-    }
-
-    /// The kubelet's cgroup root, one folder in each cgroup hierarchy.
-    pub fn cgroup(&self) -> String {
-        format!("xtask-kube-{}", self.id)
-    }
-
-    pub fn node_name(&self) -> String {
-        format!("xtask-kube-{}", self.id)
     }
 
     /// The node's address: the bridge's, the pods' gateway.
@@ -145,7 +134,7 @@ impl Host {
 
     fn iptables_rule(&self) -> [String; 11] {
         let bridge = self.bridge();
-        ["FORWARD", "-i", &bridge, "-o", &bridge, "-m", "comment", "--comment", &self.network(), "-j", "ACCEPT"]
+        ["FORWARD", "-i", &bridge, "-o", &bridge, "-m", "comment", "--comment", &self.name(), "-j", "ACCEPT"]
             .map(str::to_owned)
     }
 
@@ -153,7 +142,7 @@ impl Host {
     fn cgroup_folders(&self) -> Vec<PathBuf> {
         let base = Path::new("/sys/fs/cgroup");
         if base.join("cgroup.controllers").exists() {
-            return vec![base.join(self.cgroup())];
+            return vec![base.join(self.name())];
         }
         let mut folders: Vec<PathBuf> = std::fs::read_dir(base)
             .into_iter()
@@ -161,7 +150,7 @@ impl Host {
             .flatten()
             .map(|entry| entry.path())
             .filter(|hierarchy| hierarchy.join("cgroup.procs").exists())
-            .map(|hierarchy| hierarchy.join(self.cgroup()))
+            .map(|hierarchy| hierarchy.join(self.name()))
             .collect();
         folders.sort();
         folders
@@ -171,7 +160,7 @@ impl Host {
     /// kubelet's cgroup root.
     pub fn create(&self, sh: &Shell) -> Result<()> {
         let (netns, host_end, webhook_end, bridge) =
-            (self.netns(), self.veth_host(), self.veth_webhook(), self.bridge());
+            (self.name(), self.veth_host(), self.veth_webhook(), self.bridge());
         let n = self.subnet;
         let (host_address, webhook_address, node_address) =
             (format!("198.19.{n}.1/30"), format!("{}/30", self.webhook_ip()), format!("{}/24", self.node_ip()));
@@ -213,7 +202,7 @@ impl Host {
         kill_recorded(&self.root.join("pids"));
         self.kill_containers(containerd_socket);
         unmount_under(sh, &self.root)?;
-        let netns = self.netns();
+        let netns = self.name();
         if Path::new("/run/netns").join(&netns).exists() {
             cmd!(sh, "ip netns delete {netns}").quiet().run().context("deleting the webhook's network namespace")?;
         }
@@ -243,9 +232,7 @@ impl Host {
     /// cluster's, else only the entries that point into `out/kube/` or name its network.
     fn remove_fixed_folders(&self) -> Result<()> {
         for folder in &self.created_folders {
-            if folder.exists() {
-                std::fs::remove_dir_all(folder).with_context(|| format!("removing {}", folder.display()))?;
-            }
+            xtask::files::remove_dir_if_present(folder)?;
         }
         let sandboxes = self.root.join("containerd/state/io.containerd.grpc.v1.cri/sandboxes");
         let sandboxes: Vec<String> = std::fs::read_dir(sandboxes)
@@ -256,9 +243,7 @@ impl Host {
             .collect();
         for entry in std::fs::read_dir("/var/lib/cni/results").into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("{}-", self.network()))
-                || sandboxes.iter().any(|id| name.contains(id.as_str()))
-            {
+            if name.starts_with(&format!("{}-", self.name())) || sandboxes.iter().any(|id| name.contains(id.as_str())) {
                 std::fs::remove_file(entry.path())?;
             }
         }
@@ -294,8 +279,8 @@ impl Host {
     /// What is still there of the cluster: empty when [`Host::remove`] did its work.
     pub fn leftovers(&self, containerd_socket: &Path) -> Vec<String> {
         let mut found = Vec::new();
-        if Path::new("/run/netns").join(self.netns()).exists() {
-            found.push(format!("the network namespace {}", self.netns()));
+        if Path::new("/run/netns").join(self.name()).exists() {
+            found.push(format!("the network namespace {}", self.name()));
         }
         for link in [self.veth_host(), self.bridge()] {
             if Path::new("/sys/class/net").join(&link).exists() {
@@ -303,8 +288,8 @@ impl Host {
             }
         }
         let iptables = Shell::new().ok().and_then(|sh| cmd!(sh, "iptables -S FORWARD").quiet().read().ok());
-        if iptables.is_some_and(|rules| rules.contains(&self.network())) {
-            found.push(format!("the iptables rule {}", self.network()));
+        if iptables.is_some_and(|rules| rules.contains(&self.name())) {
+            found.push(format!("the iptables rule {}", self.name()));
         }
         found.extend(
             self.cgroup_folders()
